@@ -1,0 +1,1 @@
+"""EdgePlane control plane."""

@@ -1,0 +1,256 @@
+"""The one settings tree.
+
+Every setting comes from an ``EDGEPLANE_*`` environment variable whose name is the
+path to the field, joined with ``__`` (``EDGEPLANE_DATABASE__URL``). The embedded
+profile needs none of them; the production profile refuses to start while a
+required one is missing or still has its development default.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Self
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET_KEY = "edgeplane-embedded-development-secret-key-do-not-use"
+# A valid Fernet key that is public knowledge: only the embedded profile accepts it.
+DEV_ENCRYPTION_KEY = "ZW1iZWRkZWQtcHJvZmlsZS1ub3Qtc2VjcmV0LWtleSE="
+
+
+EMBEDDED_MQTT_PORT = 11883
+
+
+class Profile(StrEnum):
+    EMBEDDED = "embedded"
+    PRODUCTION = "production"
+
+
+class DatabaseSettings(BaseModel):
+    url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL. Embedded default: SQLite file in the data directory. "
+        "Production: postgresql+psycopg://user:password@host:5432/db",
+    )
+    pool_size: int = Field(default=10, ge=1, description="Connections kept per process.")
+    echo: bool = Field(default=False, description="Log every SQL statement (debugging only).")
+
+
+class RedisSettings(BaseModel):
+    url: str | None = Field(
+        default=None,
+        description="Redis URL for the Celery broker, results and rate limits. "
+        "Required in production; the embedded profile uses SQLite and memory instead.",
+    )
+
+
+class MqttSettings(BaseModel):
+    host: str = Field(default="127.0.0.1", description="MQTT broker host.")
+    port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="MQTT broker port. Default: 1883, or 11883 for the embedded broker "
+        "(so it does not clash with a broker already on the machine).",
+    )
+    username: str | None = Field(default=None, description="Control-plane MQTT account.")
+    password: SecretStr | None = Field(default=None, description="Password of that account.")
+    tls: bool = Field(default=False, description="Connect with TLS.")
+    embedded_broker: bool | None = Field(
+        default=None,
+        description="Start an in-process MQTT 3.1.1 broker with `edgeplane serve`. "
+        "Default: on in the embedded profile, off in production.",
+    )
+
+
+class StorageBackend(StrEnum):
+    LOCAL = "local"
+    S3 = "s3"
+
+
+class StorageSettings(BaseModel):
+    backend: StorageBackend | None = Field(
+        default=None, description="Object store: local folder (embedded) or s3 (production)."
+    )
+    path: Path | None = Field(
+        default=None, description="Folder of the local backend. Default: <data_dir>/objects."
+    )
+    bucket: str = Field(default="edgeplane", description="S3 bucket.")
+    endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint (MinIO, moto); empty for AWS."
+    )
+    region: str = Field(default="us-east-1", description="S3 region.")
+    access_key_id: str | None = Field(default=None, description="S3 access key id.")
+    secret_access_key: SecretStr | None = Field(default=None, description="S3 secret key.")
+
+
+class SecuritySettings(BaseModel):
+    secret_key: SecretStr = Field(
+        default=SecretStr(DEV_SECRET_KEY),
+        description="Key for signing short-lived URLs. At least 32 characters; production "
+        "refuses the default.",
+    )
+    encryption_keys: SecretStr = Field(
+        default=SecretStr(DEV_ENCRYPTION_KEY),
+        description="Comma-separated Fernet keys for secrets at rest (kubeconfigs, cloud "
+        "credentials). The first encrypts; all decrypt, so keys can be rotated.",
+    )
+    session_ttl_minutes: int = Field(
+        default=12 * 60, ge=1, description="Lifetime of a dashboard sign-in."
+    )
+    api_token_max_days: int = Field(
+        default=365, ge=1, description="Longest lifetime an API token may be given."
+    )
+    enrollment_token_ttl_hours: int = Field(
+        default=24, ge=1, description="Default lifetime of a device enrollment token."
+    )
+    login_attempts_per_minute: int = Field(
+        default=10, ge=1, description="Failed sign-ins allowed per user name and per address."
+    )
+
+
+class DeviceSettings(BaseModel):
+    heartbeat_interval_seconds: int = Field(
+        default=30, ge=1, description="How often agents report; they are told this value."
+    )
+    offline_after_missed_heartbeats: int = Field(
+        default=3, ge=1, description="Missed heartbeats before a device is marked offline."
+    )
+
+
+class LogSettings(BaseModel):
+    level: str = Field(default="INFO", description="Root log level.")
+    json_format: bool = Field(
+        default=False,
+        alias="json",
+        description="One JSON object per line (on by default in production).",
+    )
+
+
+class WebSettings(BaseModel):
+    dist_dir: Path | None = Field(
+        default=None,
+        description="The built dashboard (index.html and assets/). Default: web/dist of "
+        "the source checkout.",
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="EDGEPLANE_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    profile: Profile = Field(default=Profile.EMBEDDED, description="embedded or production.")
+    data_dir: Path = Field(
+        default=Path("var"), description="Where the embedded profile keeps its files."
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000", description="Address devices and browsers use."
+    )
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    mqtt: MqttSettings = MqttSettings()
+    storage: StorageSettings = StorageSettings()
+    security: SecuritySettings = SecuritySettings()
+    devices: DeviceSettings = DeviceSettings()
+    log: LogSettings = LogSettings()
+    web: WebSettings = WebSettings()
+
+    @model_validator(mode="after")
+    def _check_profile(self) -> Self:
+        problems: list[str] = []
+        if len(self.security.secret_key.get_secret_value()) < 32:
+            problems.append("EDGEPLANE_SECURITY__SECRET_KEY must be at least 32 characters")
+        if self.profile is Profile.PRODUCTION:
+            if not self.database.url:
+                problems.append("EDGEPLANE_DATABASE__URL is required in production")
+            elif self.database.url.startswith("sqlite"):
+                problems.append(
+                    "EDGEPLANE_DATABASE__URL is SQLite, which the production profile "
+                    "does not support: use PostgreSQL"
+                )
+            if not self.redis.url:
+                problems.append("EDGEPLANE_REDIS__URL is required in production")
+            if self.security.secret_key.get_secret_value() == DEV_SECRET_KEY:
+                problems.append("EDGEPLANE_SECURITY__SECRET_KEY still has its development default")
+            if DEV_ENCRYPTION_KEY in self.security.encryption_keys.get_secret_value():
+                problems.append(
+                    "EDGEPLANE_SECURITY__ENCRYPTION_KEYS still has its development default"
+                )
+            if self.storage.backend is StorageBackend.LOCAL:
+                problems.append("EDGEPLANE_STORAGE__BACKEND=local is for the embedded profile")
+            if self.mqtt.embedded_broker:
+                problems.append("EDGEPLANE_MQTT__EMBEDDED_BROKER is for the embedded profile")
+        if problems:
+            raise ValueError("invalid settings: " + "; ".join(problems))
+        return self
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.profile is Profile.EMBEDDED
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.data_dir / 'edgeplane.sqlite'}"
+
+    @property
+    def celery_broker_url(self) -> str:
+        if self.redis.url:
+            return self.redis.url
+        return f"sqla+sqlite:///{self.data_dir / 'celery-broker.sqlite'}"
+
+    @property
+    def celery_result_backend(self) -> str:
+        if self.redis.url:
+            return self.redis.url
+        return f"db+sqlite:///{self.data_dir / 'celery-results.sqlite'}"
+
+    @property
+    def rate_limit_storage_url(self) -> str:
+        return self.redis.url or "memory://"
+
+    @property
+    def storage_backend(self) -> StorageBackend:
+        if self.storage.backend is not None:
+            return self.storage.backend
+        return StorageBackend.LOCAL if self.is_embedded else StorageBackend.S3
+
+    @property
+    def storage_path(self) -> Path:
+        return self.storage.path or self.data_dir / "objects"
+
+    @property
+    def run_embedded_broker(self) -> bool:
+        if self.mqtt.embedded_broker is not None:
+            return self.mqtt.embedded_broker
+        return self.is_embedded
+
+    @property
+    def mqtt_port(self) -> int:
+        if self.mqtt.port is not None:
+            return self.mqtt.port
+        return EMBEDDED_MQTT_PORT if self.run_embedded_broker else 1883
+
+    @property
+    def json_logs(self) -> bool:
+        return self.log.json_format or not self.is_embedded
+
+    @property
+    def device_offline_after_seconds(self) -> int:
+        return (
+            self.devices.heartbeat_interval_seconds * self.devices.offline_after_missed_heartbeats
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
