@@ -12,6 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from server.anomalies import router as anomalies
 from server.audit import router as audit
 from server.auth import router as auth
 from server.auth.deps import RequireRole, authenticate, require_device
@@ -19,6 +20,8 @@ from server.clusters import router as clusters
 from server.common.actor import Role
 from server.devices import router as devices
 from server.health import router as health
+from server.ingest import router as ingest
+from server.registry import router as registry
 
 API_PREFIX = "/api/v1"
 
@@ -48,9 +51,13 @@ def build_router() -> APIRouter:
     authenticated = APIRouter(prefix=API_PREFIX, dependencies=[Depends(RequireRole(Role.VIEWER))])
     for domain_router in (auth.router, devices.router, clusters.router, audit.router):
         authenticated.include_router(domain_router)
+    authenticated.include_router(anomalies.router)
+    authenticated.include_router(ingest.router)
+    authenticated.include_router(registry.router)
     root.include_router(authenticated)
 
     agent = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_device)])
     agent.include_router(devices.agent_router)
+    agent.include_router(registry.agent_router)
     root.include_router(agent)
     return root

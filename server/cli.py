@@ -13,6 +13,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from edge_agent.cli import agent_app
+from edge_agent.simulator.cli import simulate_app
+from server.training.cli import train_app
+
 if TYPE_CHECKING:
     from server.core.config import Settings
 
@@ -24,6 +28,9 @@ app = typer.Typer(
 )
 admin_app = typer.Typer(help="Users and tokens.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
+app.add_typer(simulate_app, name="simulate", help="Realistic POS traffic with labelled fraud.")
+app.add_typer(agent_app, name="agent", help="The edge agent daemon (light install).")
+app.add_typer(train_app, name="train", help="Train, evaluate and sign a fraud model.")
 console = Console(stderr=True)
 
 INITIAL_PASSWORD_FILE = "initial-admin-password"
@@ -82,6 +89,8 @@ def serve(
             children.start("mqtt broker", "mqtt-broker")
         if with_worker if with_worker is not None else settings.is_embedded:
             children.start("worker", "worker", "--beat")
+        if settings.is_embedded:
+            children.start("ingest", "ingest")
         console.print(f"EdgePlane API on http://{host}:{port} (OpenAPI at /docs)")
         uvicorn.run(
             "server.app:create_app",
@@ -152,6 +161,60 @@ def beat_command(loglevel: Annotated[str, typer.Option()] = "INFO") -> None:
             f"--schedule={settings.data_dir / 'celerybeat-schedule'}",
         ]
     )
+
+
+@app.command()
+def ingest(
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus metrics on this port.")
+    ] = None,
+    client_id: Annotated[
+        str | None,
+        typer.Option(help="MQTT client id; stable per replica (default: from the settings)."),
+    ] = None,
+) -> None:
+    """Store the devices' anomalies, samples and telemetry from MQTT (run one or more)."""
+    settings = _settings()
+    from server.core.db import get_sessionmaker
+    from server.core.logging import configure_logging
+    from server.ingest.consumer import IngestError, run
+
+    configure_logging(settings)
+    try:
+        run(settings, get_sessionmaker(), client_id=client_id, metrics_port=metrics_port)
+    except IngestError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+
+
+@app.command("broker-config")
+def broker_config(
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write passwd and acl into this folder. Default: the files named by "
+            "EDGEPLANE_MQTT__PASSWORD_FILE and EDGEPLANE_MQTT__ACL_FILE."
+        ),
+    ] = None,
+) -> None:
+    """Write Mosquitto's password file and ACL from the enrolled devices."""
+    settings = _settings()
+    from server.broker.tasks import sync_auth_files_now
+
+    if out is not None:
+        written = sync_auth_files_now(password_file=out / "passwd", acl_file=out / "acl")
+    elif settings.mqtt.password_file or settings.mqtt.acl_file:
+        written = sync_auth_files_now()
+    else:
+        console.print(
+            "[red]say where: --out DIR, or set EDGEPLANE_MQTT__PASSWORD_FILE and "
+            "EDGEPLANE_MQTT__ACL_FILE[/red]"
+        )
+        raise typer.Exit(2)
+    for path in (written.password_file, written.acl_file):
+        if path is not None:
+            console.print(f"wrote {path}")
+    console.print(f"{written.accounts} accounts" + ("" if written.changed else " (unchanged)"))
 
 
 @app.command("mqtt-broker")

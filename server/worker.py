@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from server.core.config import get_settings
 
-TASK_MODULES = ["server.devices.tasks"]
+TASK_MODULES = ["server.devices.tasks", "server.broker.tasks"]
 
 # Options for tasks that touch the database: retry transient failures with backoff.
 idempotent_task: dict[str, Any] = {
@@ -56,6 +56,12 @@ def create_celery_app() -> Celery:
                 "task": "devices.mark_offline",
                 "schedule": float(settings.devices.heartbeat_interval_seconds),
                 "options": {"expires": float(settings.devices.heartbeat_interval_seconds)},
+            },
+            # Repairs the broker's files should an enqueue after enrollment have been lost.
+            "broker-sync-auth-files": {
+                "task": "broker.sync_auth_files",
+                "schedule": 300.0,
+                "options": {"expires": 300.0},
             },
         },
     )

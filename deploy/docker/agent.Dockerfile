@@ -61,4 +61,4 @@ WORKDIR /var/lib/edgeplane-agent
 VOLUME ["/var/lib/edgeplane-agent"]
 
 ENTRYPOINT ["edgeplane", "agent"]
-CMD ["--config", "/etc/edgeplane/agent.toml"]
+CMD ["run", "--config", "/etc/edgeplane/agent.toml"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -63,6 +63,69 @@ class MqttSettings(BaseModel):
         default=None,
         description="Start an in-process MQTT 3.1.1 broker with `edgeplane serve`. "
         "Default: on in the embedded profile, off in production.",
+    )
+    ingest_username: str | None = Field(
+        default=None,
+        description="MQTT account of `edgeplane ingest`, the only one that reads every "
+        "device's uploads. Default: the control-plane account.",
+    )
+    ingest_password: SecretStr | None = Field(default=None, description="Password of that account.")
+    password_file: Path | None = Field(
+        default=None,
+        description="Where the control plane writes Mosquitto's password file (one account "
+        "per device, plus the control-plane and ingest accounts). Unset: not written.",
+    )
+    acl_file: Path | None = Field(
+        default=None,
+        description="Where the control plane writes Mosquitto's ACL file. Unset: not written.",
+    )
+
+
+class IngestSettings(BaseModel):
+    mqtt_version: Literal["5", "3.1.1"] | None = Field(
+        default=None,
+        description="MQTT version of `edgeplane ingest`: 5 uses a shared subscription, so "
+        "several ingest processes split the load; 3.1.1 (one consumer) suits brokers without "
+        "MQTT 5. Default: 3.1.1 with the embedded broker, else 5.",
+    )
+    client_id: str | None = Field(
+        default=None,
+        description="MQTT client id of this ingest process; keep it stable across restarts "
+        "(its session holds unacknowledged messages). Default: edgeplane-ingest-<host name>.",
+    )
+    session_expiry_seconds: int = Field(
+        default=86400,
+        ge=60,
+        description="How long the broker keeps the session (and its queued messages) of a "
+        "stopped ingest process (MQTT 5).",
+    )
+    receive_maximum: int = Field(
+        default=2000,
+        ge=10,
+        le=65535,
+        description="Unacknowledged messages the broker may send at once (MQTT 5). Messages "
+        "are acknowledged after their batch commits, so keep it above batch_max_messages.",
+    )
+    batch_max_messages: int = Field(
+        default=1000, ge=1, description="A batch is written once it holds this many messages."
+    )
+    batch_max_events: int = Field(
+        default=5000, ge=1, description="... or this many events, whichever comes first."
+    )
+    flush_interval_ms: int = Field(
+        default=25, ge=1, description="... or this long after its first message arrived."
+    )
+    max_message_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Larger messages are dead-lettered unread."
+    )
+    dead_letter_max_bytes: int = Field(
+        default=16_384, ge=0, description="Raw bytes kept of a dead-lettered message."
+    )
+    device_cache_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="How long ingest trusts what it read about a device (known, revoked); "
+        "a revoked device's uploads are refused at most this long after revocation.",
     )
 
 
@@ -162,6 +225,7 @@ class Settings(BaseSettings):
     security: SecuritySettings = SecuritySettings()
     devices: DeviceSettings = DeviceSettings()
     log: LogSettings = LogSettings()
+    ingest: IngestSettings = IngestSettings()
     web: WebSettings = WebSettings()
 
     @model_validator(mode="after")
@@ -238,6 +302,12 @@ class Settings(BaseSettings):
         if self.mqtt.port is not None:
             return self.mqtt.port
         return EMBEDDED_MQTT_PORT if self.run_embedded_broker else 1883
+
+    @property
+    def ingest_mqtt_version(self) -> str:
+        if self.ingest.mqtt_version is not None:
+            return self.ingest.mqtt_version
+        return "3.1.1" if self.run_embedded_broker else "5"
 
     @property
     def json_logs(self) -> bool:

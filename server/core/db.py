@@ -126,6 +126,9 @@ ORM_MODULES = (
     "server.audit.orm",
     "server.clusters.orm",
     "server.devices.orm",
+    "server.anomalies.orm",
+    "server.ingest.orm",
+    "server.registry.orm",
 )
 
 

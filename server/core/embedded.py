@@ -11,7 +11,8 @@ import os
 import signal
 import subprocess
 import sys
-from types import TracebackType
+from collections.abc import Callable
+from types import FrameType, TracebackType
 
 logger = logging.getLogger(__name__)
 
@@ -47,19 +48,31 @@ def run_mqtt_broker(host: str, port: int) -> None:
     asyncio.run(serve())
 
 
+def _exit_on_sigterm(signum: int, _: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
 class ChildProcesses:
     """Start ``edgeplane`` subcommands as children; terminate them all on exit."""
 
     def __init__(self) -> None:
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._previous_sigterm: (
+            signal.Handlers | Callable[[int, FrameType | None], object] | int | None
+        ) = None
 
     def start(self, name: str, *args: str) -> None:
         command = [sys.executable, "-m", "server.cli", *args]
-        process = subprocess.Popen(command, env=os.environ.copy())  # noqa: S603
+        # A session of its own: Ctrl-C reaches only `serve`, which then stops the children
+        # in order, and a child's own subprocesses can be killed with it as a group.
+        process = subprocess.Popen(command, env=os.environ.copy(), start_new_session=True)  # noqa: S603
         logger.info("started %s (pid %d)", name, process.pid)
         self.children.append((name, process))
 
     def __enter__(self) -> ChildProcesses:
+        # uvicorn handles SIGTERM itself, then raises it again once it has shut down; turn
+        # that into SystemExit, so that __exit__ still stops the children.
+        self._previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         return self
 
     def __exit__(
@@ -71,9 +84,11 @@ class ChildProcesses:
         for _, process in self.children:
             if process.poll() is None:
                 process.terminate()
+        signal.signal(signal.SIGTERM, self._previous_sigterm or signal.SIG_DFL)
         for name, process in self.children:
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 logger.warning("%s did not stop in time; killing it", name)
-                process.kill()
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()

@@ -46,6 +46,9 @@ class Device(Base):
     enrolled_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # The device credential in Mosquitto's password-file format (PBKDF2-SHA512), so that
+    # the broker's files can be written without the credential, which is never stored.
+    mqtt_password_hash: Mapped[str | None] = mapped_column(String(255))
 
 
 class EnrollmentToken(Base):

@@ -19,6 +19,8 @@ from server.devices.orm import DeviceStatus
 from server.devices.schemas import (
     DeviceList,
     DeviceRead,
+    DeviceStatusCounts,
+    DeviceSummary,
     DeviceUpdate,
     EnrollmentTokenCreate,
     EnrollmentTokenCreated,
@@ -28,6 +30,7 @@ from server.devices.schemas import (
     EnrollResponse,
     HeartbeatRequest,
     HeartbeatResponse,
+    ModelVersionCount,
     MqttConnectionInfo,
 )
 
@@ -64,6 +67,18 @@ def list_devices(
     )
     items, cursor = devices_service.list_devices(session, filters=filters, params=page)
     return DeviceList(items=[DeviceRead.model_validate(d) for d in items], next_cursor=cursor)
+
+
+# Declared before /devices/{device_id}, which would otherwise take "summary" for an id.
+@router.get("/devices/summary", operation_id="devices-summary", response_model=DeviceSummary)
+def summarize_devices(session: SessionDep, _: ViewerActor) -> DeviceSummary:
+    """Fleet counts by status and by model version, for dashboards."""
+    summary = devices_service.summarize(session)
+    return DeviceSummary(
+        total=summary.total,
+        by_status=DeviceStatusCounts(**{s.value: n for s, n in summary.by_status.items()}),
+        by_model_version=[ModelVersionCount.model_validate(u) for u in summary.by_model_version],
+    )
 
 
 @router.get("/devices/{device_id}", operation_id="devices-get", response_model=DeviceRead)

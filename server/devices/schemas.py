@@ -87,6 +87,26 @@ class DeviceList(ReadModel):
     next_cursor: str | None
 
 
+class DeviceStatusCounts(ReadModel):
+    online: int
+    offline: int
+    revoked: int
+
+
+class ModelVersionCount(ReadModel):
+    model_version: str | None = Field(description="null: the device has reported no model yet.")
+    devices: int
+    online: int
+
+
+class DeviceSummary(ReadModel):
+    total: int
+    by_status: DeviceStatusCounts
+    by_model_version: list[ModelVersionCount] = Field(
+        description="Devices that are not revoked, by the model they run; most used first."
+    )
+
+
 class HeartbeatRequest(RequestModel):
     agent_version: str | None = Field(default=None, max_length=64)
     model_version: str | None = Field(default=None, max_length=64)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from server.audit import service as audit_service
 from server.auth import service as auth_service
+from server.broker import service as broker_service
 from server.clusters import service as clusters_service
 from server.common.actor import Actor, ActorKind
 from server.common.pagination import PageParams, paginate
@@ -147,6 +149,8 @@ def enroll(
     session.flush()
     record.device_id = device.id
     credential = auth_service.issue_device_credential(session, device_id=device.id)
+    device.mqtt_password_hash = broker_service.hash_password(credential)
+    broker_service.request_sync(session)
     actor = Actor(
         kind=ActorKind.DEVICE,
         id=device.id,
@@ -190,6 +194,48 @@ def list_devices(
     return paginate(session, statement, order_by=[Device.name, Device.id], params=params)
 
 
+@dataclass(frozen=True, slots=True)
+class ModelVersionUsage:
+    model_version: str | None
+    devices: int
+    online: int
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSummary:
+    by_status: dict[DeviceStatus, int]
+    by_model_version: list[ModelVersionUsage]
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_status.values())
+
+
+def summarize(session: Session) -> FleetSummary:
+    """Device counts by status and by model version, from one GROUP BY (no rows loaded)."""
+    rows = session.execute(
+        select(Device.model_version, Device.status, func.count()).group_by(
+            Device.model_version, Device.status
+        )
+    ).all()
+    by_status = dict.fromkeys(DeviceStatus, 0)
+    devices: dict[str | None, int] = {}
+    online: dict[str | None, int] = {}
+    for model_version, status, count in rows:
+        by_status[status] += count
+        if status is DeviceStatus.REVOKED:
+            continue
+        devices[model_version] = devices.get(model_version, 0) + count
+        if status is DeviceStatus.ONLINE:
+            online[model_version] = online.get(model_version, 0) + count
+    usage = [
+        ModelVersionUsage(model_version=version, devices=count, online=online.get(version, 0))
+        for version, count in devices.items()
+    ]
+    usage.sort(key=lambda u: (-u.devices, u.model_version is None, u.model_version or ""))
+    return FleetSummary(by_status=by_status, by_model_version=usage)
+
+
 def update_device(
     session: Session, *, actor: Actor, device_id: uuid.UUID, data: DeviceUpdate
 ) -> Device:
@@ -218,6 +264,8 @@ def revoke_device(session: Session, *, actor: Actor, device_id: uuid.UUID) -> De
         device.status = DeviceStatus.REVOKED
         device.revoked_at = utcnow()
         auth_service.revoke_device_credentials(session, device_id=device.id)
+        device.mqtt_password_hash = None
+        broker_service.request_sync(session)
         audit_service.record(
             session, actor=actor, action="device.revoke", target_type="device", target_id=device.id
         )
@@ -264,3 +312,80 @@ def mark_offline(session: Session, *, now: datetime | None = None) -> list[uuid.
             details={"count": len(stale), "cutoff": cutoff.isoformat()},
         )
     return stale
+
+
+def mqtt_accounts(session: Session) -> list[broker_service.Account]:
+    """The broker accounts of every device that may connect (enrolled, not revoked)."""
+    rows = session.execute(
+        select(Device.id, Device.mqtt_password_hash)
+        .where(Device.status != DeviceStatus.REVOKED, Device.mqtt_password_hash.is_not(None))
+        .order_by(Device.enrolled_at, Device.id)
+    )
+    return [
+        broker_service.Account(str(device_id), str(password_hash))
+        for device_id, password_hash in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceIdentity:
+    """What ingest needs to know about the sender of a message."""
+
+    id: uuid.UUID
+    cluster_id: uuid.UUID | None
+    revoked: bool
+
+
+def identify(
+    session: Session, device_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, DeviceIdentity]:
+    """The devices among ``device_ids`` that exist, in one query."""
+    if not device_ids:
+        return {}
+    rows = session.execute(
+        select(Device.id, Device.cluster_id, Device.status).where(Device.id.in_(device_ids))
+    )
+    return {
+        device_id: DeviceIdentity(device_id, cluster_id, status is DeviceStatus.REVOKED)
+        for device_id, cluster_id, status in rows
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ReportedState:
+    """A device's own account of itself, from its telemetry."""
+
+    device_id: uuid.UUID
+    sent_at: datetime
+    agent_version: str
+    model_version: str | None
+    health: dict[str, object]
+
+
+def record_reported_state(session: Session, *, reports: Sequence[ReportedState]) -> int:
+    """Apply the newest report of each device: model, agent, health, seen now, online.
+
+    Revoked devices are left alone. Returns how many devices changed.
+    """
+    newest: dict[uuid.UUID, ReportedState] = {}
+    for report in reports:
+        current = newest.get(report.device_id)
+        if current is None or report.sent_at >= current.sent_at:
+            newest[report.device_id] = report
+    now = utcnow()
+    changed = 0
+    for report in newest.values():
+        result = session.execute(
+            update(Device)
+            .where(Device.id == report.device_id, Device.status != DeviceStatus.REVOKED)
+            .values(
+                last_seen_at=now,
+                status=DeviceStatus.ONLINE,
+                agent_version=report.agent_version,
+                model_version=report.model_version,
+                health=report.health,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        changed += result.rowcount  # type: ignore[attr-defined]
+    return changed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ def store(request: pytest.FixtureRequest, services: None, tmp_path: Path) -> Obj
 
 def test_put_get_exists_delete(store: ObjectStore) -> None:
     store.check()
-    key = "models/fraud/1/model.tflite"
+    key = f"tests/{uuid.uuid4()}/model.tflite"
     assert not store.exists(key)
     store.put(key, b"\x00tflite")
     assert store.exists(key)

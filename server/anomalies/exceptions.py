@@ -1,0 +1,9 @@
+from server.core.errors import InvalidInput, NotFound
+
+
+class ScoredEventNotFound(NotFound):
+    pass
+
+
+class ChargebackFileInvalid(InvalidInput):
+    pass

@@ -1,0 +1,5 @@
+from server.core.errors import NotFound
+
+
+class DeadLetterNotFound(NotFound):
+    pass

@@ -1,0 +1,506 @@
+"""Training: simulate, split by time, fit, convert, evaluate against baselines, sign.
+
+The one entry point for ``edgeplane train`` and, later, the retraining task. The
+pieces live beside it by concern: ``dataset`` (traffic to labelled features),
+``model`` (Keras and TFLite), ``baselines`` (rules, gradient boosting),
+``evaluation`` (metrics and the threshold), ``report`` and ``keys``.
+
+The decision threshold is the one with the best F1 on the validation slice, computed
+on the scores of the very .tflite that ships. The flag decides what a device uploads
+and what an operator is asked to review: at about 1% fraud a fixed 1% false-positive
+target would flag about as many legitimate payments as fraudulent ones, whereas the
+best-F1 point sits near a 0.1% false-positive rate with most fraud still caught.
+Recall at 1% FPR is reported beside it as the threshold-free comparison.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edge_agent.features import FEATURE_SPEC_VERSION, N_FEATURES
+from edge_agent.protocol.artifact import (
+    ModelManifest,
+    TrainingDataRange,
+    sha256_hex,
+    write_artifact,
+)
+from edge_agent.simulator import FraudType
+from server.training import model as mlp
+from server.training.baselines import (
+    RulesBaseline,
+    gradient_boosting_scores,
+    train_gradient_boosting,
+)
+from server.training.dataset import Dataset, Split, TrafficConfig, simulate, split_by_days
+from server.training.evaluation import Metrics, evaluate, max_f1_threshold
+from server.training.exceptions import TrainingError
+from server.training.model import MlpConfig, Quantization
+from server.training.report import (
+    AgreementSummary,
+    ArtifactSummary,
+    Check,
+    DataSummary,
+    DriftReport,
+    RulesSummary,
+    SliceSummary,
+    TrainingReport,
+    write_report,
+)
+
+logger = logging.getLogger(__name__)
+
+THRESHOLD_POLICY: Final = (
+    "each model's threshold maximises F1 on the validation slice (scores at or above it "
+    "are flagged)"
+)
+MAX_GAP_TO_GRADIENT_BOOSTING: Final = 0.02
+MIN_LEAD_OVER_RULES: Final = 0.2
+MAX_INT8_GAP: Final = 0.01
+# The drift experiment: the old model's recall on the new pattern must fall below this
+# share of its recall on the fraud it knows, and retraining must add at least this much.
+MAX_DRIFT_RECALL_SHARE: Final = 0.5
+MIN_DRIFT_RECOVERY: Final = 0.2
+
+Progress = Callable[[str, float, float], None]
+"""(stage, completed, total): reported as work advances."""
+
+STAGE_SIMULATE: Final = "simulate traffic"
+STAGE_MLP: Final = "train neural network"
+STAGE_BASELINES: Final = "baselines"
+STAGE_TFLITE: Final = "convert and verify TFLite"
+STAGE_DRIFT_SIMULATE: Final = "drift: simulate traffic"
+STAGE_DRIFT_BEFORE: Final = "drift: train before drift"
+STAGE_DRIFT_AFTER: Final = "drift: retrain after drift"
+
+
+def _no_progress(stage: str, completed: float, total: float) -> None:
+    del stage, completed, total
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """What to train on and how; the defaults take about a minute or two on two cores."""
+
+    seed: int = 0
+    days: int = 10
+    validation_days: int = 1
+    test_days: int = 2
+    transactions_per_second: float = 0.5
+    fraud_rate: float = 0.01
+    quantization: Quantization = "float32"
+    model_name: str = "fraud"
+    version: str | None = None
+    mlp: MlpConfig = field(default_factory=MlpConfig)
+    drift_experiment: bool = False
+    drift_rate: float = 0.005
+    drift_test_days: int = 3
+
+    def __post_init__(self) -> None:
+        if self.days - self.validation_days - self.test_days < 1:
+            raise TrainingError("days must leave at least one day for training")
+        if self.quantization not in mlp.QUANTIZATIONS:
+            raise TrainingError(f"quantization must be one of {mlp.QUANTIZATIONS}")
+        if self.version is not None and not 1 <= len(self.version) <= 64:
+            raise TrainingError("a model version has 1 to 64 characters")
+
+    @property
+    def train_days(self) -> int:
+        return self.days - self.validation_days - self.test_days
+
+    def traffic(self, *, days: float, drift_after_days: float | None = None) -> TrafficConfig:
+        return TrafficConfig(
+            seed=self.seed,
+            days=days,
+            transactions_per_second=self.transactions_per_second,
+            fraud_rate=self.fraud_rate,
+            drift_after_days=drift_after_days,
+            drift_rate=self.drift_rate,
+        )
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    report: TrainingReport
+    manifest: ModelManifest
+    model_bytes: dict[Quantization, bytes]
+    """Both TFLite variants; ``manifest`` describes the one in the artifact."""
+    artifact_dir: Path
+    report_paths: tuple[Path, Path]
+    split: Split
+    """The data the model was trained, thresholded and evaluated on."""
+
+
+class _Clock:
+    """Seconds spent per stage, for the report."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+
+def _summary(dataset: Dataset) -> SliceSummary:
+    return SliceSummary(
+        start=dataset.start,
+        end=dataset.end,
+        rows=len(dataset),
+        positives=dataset.positives,
+        positives_by_type=dataset.positives_by_type(),
+    )
+
+
+def _score_and_evaluate(
+    validation_scores: npt.NDArray[np.float32], test_scores: npt.NDArray[np.float32], split: Split
+) -> Metrics:
+    """Pick the threshold on validation, then measure on the held-out test slice."""
+    threshold = max_f1_threshold(split.validation.labels, validation_scores)
+    return evaluate(split.test.labels, test_scores, split.test.fraud_types, threshold=threshold)
+
+
+def _rules_summary(rules: RulesBaseline) -> RulesSummary:
+    def finite(value: float) -> float | None:
+        return value if math.isfinite(value) else None
+
+    return RulesSummary(
+        amount_eur=finite(rules.amount_eur),
+        card_tx_10m=finite(rules.card_tx_10m),
+        terminal_small_tx_10m=finite(rules.terminal_small_tx_10m),
+    )
+
+
+def _checks(models: dict[str, Metrics]) -> list[Check]:
+    f32 = models["tflite_float32"].pr_auc
+    int8 = models["tflite_int8"].pr_auc
+    hgb = models["gradient_boosting"].pr_auc
+    rules = models["rules"].pr_auc
+    return [
+        Check(
+            name=f"TFLite float32 PR-AUC within {MAX_GAP_TO_GRADIENT_BOOSTING} of "
+            "gradient boosting",
+            passed=f32 >= hgb - MAX_GAP_TO_GRADIENT_BOOSTING,
+            detail=f"{f32:.4f} vs {hgb:.4f} (gap {hgb - f32:+.4f})",
+        ),
+        Check(
+            name=f"TFLite float32 PR-AUC at least {MIN_LEAD_OVER_RULES} above the rules",
+            passed=f32 >= rules + MIN_LEAD_OVER_RULES,
+            detail=f"{f32:.4f} vs {rules:.4f} (lead {f32 - rules:+.4f})",
+        ),
+        Check(
+            name=f"TFLite int8 PR-AUC within {MAX_INT8_GAP} of float32",
+            passed=abs(int8 - f32) <= MAX_INT8_GAP,
+            detail=f"{int8:.4f} vs {f32:.4f} (difference {int8 - f32:+.4f})",
+        ),
+    ]
+
+
+def _drift_checks(drift: DriftReport) -> list[Check]:
+    known = drift.before_on_pre_drift.recall
+    return [
+        Check(
+            name=f"old model's {drift.drift_type} recall after drift below "
+            f"{MAX_DRIFT_RECALL_SHARE:.0%} of its recall before",
+            passed=drift.recall_before <= MAX_DRIFT_RECALL_SHARE * known,
+            detail=f"{drift.recall_before:.4f} vs {known:.4f} on the fraud it was trained on",
+        ),
+        Check(
+            name=f"retrained model recovers at least {MIN_DRIFT_RECOVERY} "
+            f"{drift.drift_type} recall",
+            passed=drift.recall_after >= drift.recall_before + MIN_DRIFT_RECOVERY,
+            detail=f"{drift.recall_after:.4f} vs {drift.recall_before:.4f}",
+        ),
+    ]
+
+
+def _manifest(
+    options: TrainingOptions,
+    *,
+    model_bytes: bytes,
+    metrics: Metrics,
+    split: Split,
+    created_at: datetime,
+) -> ModelManifest:
+    flat: dict[str, float] = {
+        "pr_auc": metrics.pr_auc,
+        "roc_auc": metrics.roc_auc,
+        "recall_at_1pct_fpr": metrics.recall_at_1pct_fpr,
+        "precision": metrics.precision,
+        "recall": metrics.recall,
+        "f1": metrics.f1,
+        "false_positive_rate": metrics.false_positive_rate,
+        "test_rows": float(metrics.rows),
+        "test_positives": float(metrics.positives),
+    }
+    flat |= {f"recall_{kind}": value for kind, value in metrics.recall_by_type.items()}
+    return ModelManifest(
+        name=options.model_name,
+        version=options.version or created_at.strftime("%Y%m%d.%H%M%S"),
+        feature_spec_version=FEATURE_SPEC_VERSION,
+        input_shape=[-1, N_FEATURES],
+        output_shape=[-1, 1],
+        quantization=options.quantization,
+        threshold=metrics.threshold,
+        tflite_sha256=sha256_hex(model_bytes),
+        training_data=TrainingDataRange(
+            start=split.train.start,
+            end=split.validation.end,
+            rows=len(split.train) + len(split.validation),
+        ),
+        metrics=flat,
+        created_at=created_at,
+    )
+
+
+def _data_summary(options: TrainingOptions, traffic: TrafficConfig, split: Split) -> DataSummary:
+    simulator = traffic.simulator_config()
+    return DataSummary(
+        seed=options.seed,
+        days=options.days,
+        transactions_per_second=options.transactions_per_second,
+        fraud_rate=options.fraud_rate,
+        cards=simulator.n_cards,
+        stores=simulator.n_stores,
+        train=_summary(split.train),
+        validation=_summary(split.validation),
+        test=_summary(split.test),
+    )
+
+
+def train(
+    options: TrainingOptions,
+    *,
+    output_dir: Path,
+    private_key: Ed25519PrivateKey,
+    progress: Progress | None = None,
+) -> TrainingResult:
+    """Train, evaluate and sign; writes the artifact and the report into ``output_dir``."""
+    report_progress = progress or _no_progress
+    clock = _Clock()
+    created_at = datetime.now(UTC).replace(microsecond=0)
+    traffic = options.traffic(days=options.days)
+
+    with clock.stage(STAGE_SIMULATE):
+        dataset = simulate(
+            traffic,
+            progress=lambda done, total: report_progress(STAGE_SIMULATE, done, total),
+        )
+        origin = traffic.simulator_config().start
+        split = split_by_days(
+            dataset,
+            origin=origin,
+            train_days=options.train_days,
+            validation_days=options.validation_days,
+            test_days=options.test_days,
+        )
+
+    with clock.stage(STAGE_MLP):
+        keras_model = mlp.train_mlp(
+            split.train,
+            options.mlp,
+            on_epoch=lambda done, total: report_progress(STAGE_MLP, done, total),
+        )
+        keras_test = mlp.keras_scores(keras_model, split.test.features)
+
+    models: dict[str, Metrics] = {}
+    agreement: dict[str, AgreementSummary] = {}
+    model_bytes: dict[Quantization, bytes] = {}
+    with clock.stage(STAGE_TFLITE):
+        for step, quantization in enumerate(mlp.QUANTIZATIONS):
+            report_progress(STAGE_TFLITE, step, len(mlp.QUANTIZATIONS))
+            flatbuffer = mlp.convert(keras_model, quantization)
+            test_scores = mlp.tflite_scores(flatbuffer, split.test.features)
+            measured = mlp.check_agreement(quantization, keras_test, test_scores)
+            agreement[quantization] = AgreementSummary(
+                max_abs_diff=measured.max_abs_diff,
+                mean_abs_diff=measured.mean_abs_diff,
+                p99_abs_diff=measured.p99_abs_diff,
+            )
+            validation_scores = mlp.tflite_scores(flatbuffer, split.validation.features)
+            models[f"tflite_{quantization}"] = _score_and_evaluate(
+                validation_scores, test_scores, split
+            )
+            model_bytes[quantization] = flatbuffer
+        report_progress(STAGE_TFLITE, len(mlp.QUANTIZATIONS), len(mlp.QUANTIZATIONS))
+
+    with clock.stage(STAGE_BASELINES):
+        report_progress(STAGE_BASELINES, 0, 2)
+        boosting = train_gradient_boosting(split.train, seed=options.seed)
+        models["gradient_boosting"] = _score_and_evaluate(
+            gradient_boosting_scores(boosting, split.validation.features),
+            gradient_boosting_scores(boosting, split.test.features),
+            split,
+        )
+        report_progress(STAGE_BASELINES, 1, 2)
+        rules = RulesBaseline.tune(split.validation)
+        models["rules"] = _score_and_evaluate(
+            rules.score(split.validation.features), rules.score(split.test.features), split
+        )
+        report_progress(STAGE_BASELINES, 2, 2)
+
+    checks = _checks(models)
+    drift = None
+    if options.drift_experiment:
+        drift = drift_experiment(options, progress=report_progress, clock=clock)
+        checks += _drift_checks(drift)
+
+    shipped = models[f"tflite_{options.quantization}"]
+    manifest = _manifest(
+        options,
+        model_bytes=model_bytes[options.quantization],
+        metrics=shipped,
+        split=split,
+        created_at=created_at,
+    )
+    write_artifact(
+        output_dir,
+        model_bytes=model_bytes[options.quantization],
+        manifest=manifest,
+        private_key=private_key,
+    )
+    report = TrainingReport(
+        created_at=created_at,
+        feature_spec_version=FEATURE_SPEC_VERSION,
+        threshold_policy=THRESHOLD_POLICY,
+        data=_data_summary(options, traffic, split),
+        models=models,
+        agreement=agreement,
+        rules=_rules_summary(rules),
+        checks=checks,
+        artifact=ArtifactSummary(
+            directory=str(output_dir),
+            name=manifest.name,
+            version=manifest.version,
+            quantization=manifest.quantization,
+            threshold=manifest.threshold,
+            tflite_sha256=manifest.tflite_sha256,
+            size_bytes=len(model_bytes[options.quantization]),
+        ),
+        drift=drift,
+        timings_seconds={name: round(seconds, 2) for name, seconds in clock.seconds.items()},
+    )
+    paths = write_report(report, output_dir)
+    logger.info(
+        "trained %s %s: PR-AUC %.4f, threshold %.4g, %s",
+        manifest.name,
+        manifest.version,
+        shipped.pr_auc,
+        manifest.threshold,
+        "all quality bars hold" if report.passed else "QUALITY BARS FAILED",
+    )
+    return TrainingResult(
+        report=report,
+        manifest=manifest,
+        model_bytes=model_bytes,
+        artifact_dir=output_dir,
+        report_paths=paths,
+        split=split,
+    )
+
+
+def _fit_and_threshold(
+    split: Split, config: MlpConfig, on_epoch: Callable[[int, int], None]
+) -> tuple[Any, float]:
+    model = mlp.train_mlp(split.train, config, on_epoch=on_epoch)
+    threshold = max_f1_threshold(
+        split.validation.labels, mlp.keras_scores(model, split.validation.features)
+    )
+    return model, threshold
+
+
+def drift_experiment(
+    options: TrainingOptions, *, progress: Progress | None = None, clock: _Clock | None = None
+) -> DriftReport:
+    """Old model against retrained model on traffic where ``merchant_shift`` starts.
+
+    Three simulated weeks' worth, with the new pattern switched on at the start of the
+    second week. The old model trains on the first six days and sets its threshold on
+    the seventh; the retrained one does the same with the week after drift (whole
+    weeks: a shorter window would let it learn the weekday the pattern began on).
+    Both are scored on the days after that.
+    """
+    report_progress = progress or _no_progress
+    clock = clock or _Clock()
+    week = 7
+    days = 2 * week + options.drift_test_days
+    traffic = options.traffic(days=days, drift_after_days=week)
+    with clock.stage(STAGE_DRIFT_SIMULATE):
+        dataset = simulate(
+            traffic,
+            progress=lambda done, total: report_progress(STAGE_DRIFT_SIMULATE, done, total),
+        )
+    origin = traffic.simulator_config().start
+    drift_at = origin + timedelta(days=week)
+    test_start = drift_at + timedelta(days=week)
+    test = dataset.between(test_start, origin + timedelta(days=days))
+    last_day = timedelta(days=1)
+    before = Split(
+        train=dataset.between(origin, drift_at - last_day),
+        validation=dataset.between(drift_at - last_day, drift_at),
+        test=test,
+    )
+    after = Split(
+        train=dataset.between(drift_at, test_start - last_day),
+        validation=dataset.between(test_start - last_day, test_start),
+        test=test,
+    )
+    with clock.stage(STAGE_DRIFT_BEFORE):
+        old, old_threshold = _fit_and_threshold(
+            before,
+            options.mlp,
+            lambda done, total: report_progress(STAGE_DRIFT_BEFORE, done, total),
+        )
+    with clock.stage(STAGE_DRIFT_AFTER):
+        new, new_threshold = _fit_and_threshold(
+            after,
+            options.mlp,
+            lambda done, total: report_progress(STAGE_DRIFT_AFTER, done, total),
+        )
+    kind = FraudType.MERCHANT_SHIFT.value
+    report = DriftReport(
+        drift_at=drift_at,
+        drift_type=kind,
+        days=days,
+        before_training=_summary(dataset.between(origin, drift_at)),
+        after_training=_summary(dataset.between(drift_at, test_start)),
+        test=_summary(test),
+        before_on_pre_drift=evaluate(
+            before.validation.labels,
+            mlp.keras_scores(old, before.validation.features),
+            before.validation.fraud_types,
+            threshold=old_threshold,
+        ),
+        before_on_test=evaluate(
+            test.labels,
+            mlp.keras_scores(old, test.features),
+            test.fraud_types,
+            threshold=old_threshold,
+        ),
+        after_on_test=evaluate(
+            test.labels,
+            mlp.keras_scores(new, test.features),
+            test.fraud_types,
+            threshold=new_threshold,
+        ),
+    )
+    logger.info(
+        "drift experiment: %s recall %.3f before retraining, %.3f after",
+        kind,
+        report.recall_before,
+        report.recall_after,
+    )
+    return report

@@ -1,0 +1,270 @@
+"""Browser tests: the built dashboard against the real app, in Debian's Chromium.
+
+The app runs in a thread (uvicorn) on a free port, against the test database of
+tests/conftest.py with a seeded fleet. Each test gets a fresh browser context; it
+saves a screenshot to var/e2e-screenshots/ and fails on any browser console error
+that it did not announce with ``console_errors.allow(...)``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+ROOT = Path(__file__).resolve().parents[2]
+WEB_DIST = ROOT / "web" / "dist"
+SCREENSHOTS = ROOT / "var" / "e2e-screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PASSWORD = "correct horse battery staple"
+TIME_ZONE = "America/New_York"
+DEVICE_COUNT = 120
+
+
+def _chromium() -> str:
+    for candidate in (
+        "/usr/bin/chromium",
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+    ):
+        if candidate and Path(candidate).exists():
+            return candidate
+    pytest.fail(
+        "Chromium is not installed. `make test` installs it when run as root; otherwise "
+        "run `sudo apt-get install -y chromium` (Playwright's own browser download is not used)."
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Fleet:
+    """What the seeded database holds, for tests to compare the pages with."""
+
+    users: dict[str, str]
+    cluster_id: str
+    cluster_name: str
+    device_ids: dict[str, str] = field(default_factory=dict)
+
+
+def _seed(session: Session) -> Fleet:
+    from server.auth import service as auth_service
+    from server.auth.schemas import UserCreate
+    from server.clusters import service as clusters_service
+    from server.clusters.orm import ClusterKind
+    from server.clusters.schemas import ClusterCreate
+    from server.common.actor import Actor, Role
+    from server.core.db import utcnow
+    from server.devices import service as devices_service
+    from server.devices.orm import DeviceStatus
+    from server.devices.schemas import EnrollmentTokenCreate, EnrollRequest
+
+    seeder = Actor.system("e2e-seed")
+    users = {"viewer": "vera", "operator": "otto", "admin": "ada"}
+    for role, username in users.items():
+        auth_service.create_user(
+            session,
+            actor=seeder,
+            data=UserCreate(username=username, password=PASSWORD, role=Role(role)),
+        )
+    cluster = clusters_service.create_cluster(
+        session,
+        actor=seeder,
+        data=ClusterCreate(name="store-eu-1", kind=ClusterKind.K3S_EDGE, region="eu-west-1"),
+    )
+    fleet = Fleet(users=users, cluster_id=str(cluster.id), cluster_name=cluster.name)
+    now = utcnow()
+    for number in range(1, DEVICE_COUNT + 1):
+        in_cluster = number % 2 == 0
+        issued = devices_service.create_enrollment_token(
+            session,
+            actor=seeder,
+            data=EnrollmentTokenCreate(
+                cluster_id=cluster.id if in_cluster else None,
+                labels={"store": f"s-{number % 4}", "lane": str(number % 3)},
+            ),
+        )
+        name = f"pos-{number:04d}"
+        device = devices_service.enroll(
+            session, token=issued.token, data=EnrollRequest(name=name), ip=None, request_id=None
+        ).device
+        # A fleet in mid-life: most on fraud-v3, some still on fraud-v2, a few new.
+        device.model_version = "fraud-v3" if number <= 70 else "fraud-v2" if number <= 110 else None
+        device.status = DeviceStatus.ONLINE if number % 5 else DeviceStatus.OFFLINE
+        device.agent_version = "0.1.0"
+        device.last_seen_at = now
+        device.health = {"outbox_depth": number % 7, "model_loaded": device.model_version}
+        fleet.device_ids[name] = str(device.id)
+    session.flush()
+    return fleet
+
+
+@pytest.fixture(scope="package")
+def fleet(engine: Engine) -> Iterator[Fleet]:
+    """Seed the test database once for the browser tests, and empty it afterwards."""
+    from server.core.db import Base
+
+    with Session(engine) as session:
+        seeded = _seed(session)
+        session.commit()
+    yield seeded
+    with engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            if table.name != "roles":
+                connection.execute(table.delete())
+
+
+@pytest.fixture(scope="package")
+def live_server(fleet: Fleet) -> Iterator[str]:
+    """The real app on a free port, serving the built dashboard."""
+    if not (WEB_DIST / "index.html").is_file():
+        pytest.fail(
+            "web/dist is not built: run `make install` (or `npm --prefix web ci && "
+            "npm --prefix web run build`)."
+        )
+    import uvicorn
+
+    from server.app import create_app
+
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, name="e2e-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the app did not start for the browser tests")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="package")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    executable = _chromium()
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+class ConsoleErrors:
+    """Console errors of the page; a test may allow the ones it provokes on purpose."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.allowed: list[re.Pattern[str]] = []
+
+    def allow(self, pattern: str) -> None:
+        self.allowed.append(re.compile(pattern))
+
+    def unexpected(self) -> list[str]:
+        return [e for e in self.seen if not any(p.search(e) for p in self.allowed)]
+
+
+@pytest.fixture
+def console_errors() -> ConsoleErrors:
+    return ConsoleErrors()
+
+
+@pytest.fixture
+def page(
+    browser: Any, live_server: str, console_errors: ConsoleErrors, request: pytest.FixtureRequest
+) -> Iterator[Any]:
+    context = browser.new_context(
+        base_url=live_server,
+        timezone_id=TIME_ZONE,
+        locale="en-US",
+        viewport={"width": 1280, "height": 860},
+    )
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server)
+    context.set_default_timeout(10_000)
+    new_page = context.new_page()
+    new_page.on(
+        "console",
+        lambda message: (
+            console_errors.seen.append(message.text) if message.type == "error" else None
+        ),
+    )
+    new_page.on("pageerror", lambda error: console_errors.seen.append(f"uncaught: {error}"))
+    yield new_page
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    new_page.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+    unexpected = console_errors.unexpected()
+    if unexpected:
+        pytest.fail(f"browser console errors: {unexpected}")
+
+
+@pytest.fixture
+def shot(page: Any, request: pytest.FixtureRequest) -> Any:
+    """shot("step") saves an extra screenshot in the middle of a test."""
+
+    def take(step: str) -> None:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{request.node.name}--{step}.png"
+        page.screenshot(path=str(path), full_page=True)
+
+    return take
+
+
+@pytest.fixture
+def sign_in(page: Any) -> Any:
+    """sign_in("otto") signs in through the sign-in page and waits for the dashboard."""
+    from playwright.sync_api import expect
+
+    def sign_in_as(username: str, password: str = PASSWORD) -> None:
+        page.goto("/sign-in")
+        page.get_by_label("User name").fill(username)
+        page.get_by_label("Password").fill(password)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_test_id("account")).to_contain_text(username)
+
+    return sign_in_as
+
+
+@pytest.fixture
+def api_as(live_server: str) -> Iterator[Any]:
+    """api_as("vera") -> an httpx client of the live app signed in as that user."""
+    import httpx
+
+    clients: list[httpx.Client] = []
+
+    def client_for(username: str) -> httpx.Client:
+        client = httpx.Client(base_url=live_server, timeout=10)
+        token = client.post(
+            "/api/v1/auth/token", data={"username": username, "password": PASSWORD}
+        ).json()["access_token"]
+        client.headers["Authorization"] = f"Bearer {token}"
+        clients.append(client)
+        return client
+
+    yield client_for
+    for client in clients:
+        client.close()

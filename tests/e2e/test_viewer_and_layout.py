@@ -1,0 +1,67 @@
+"""A viewer sees no control that changes anything; the pages fit a narrow window."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from playwright.sync_api import expect
+
+# Buttons that only read, page or navigate: the only ones a viewer may see.
+READ_ONLY_BUTTONS = {"Sign out", "Refresh", "Previous", "Next", "Try again", "Clear filters"}
+
+
+def _buttons(page: Any) -> set[str]:
+    page.wait_for_load_state("networkidle")
+    expect(page.locator(".loading")).to_have_count(0)
+    return {
+        text.strip()
+        for text in page.locator("button:visible, [role=button]:visible").all_inner_texts()
+    }
+
+
+def test_viewer_sees_no_mutating_controls(
+    page: Any, sign_in: Any, fleet: Any, console_errors: Any, shot: Any
+) -> None:
+    sign_in("vera")
+    expect(page.get_by_test_id("account")).to_contain_text("viewer")
+    nav = page.get_by_role("navigation", name="Main")
+    expect(nav.get_by_role("link", name="Enrollment tokens")).to_have_count(0)
+
+    visited = {
+        "overview": "/",
+        "devices": "/devices",
+        "device": f"/devices/{fleet.device_ids['pos-0002']}",
+        "clusters": "/clusters",
+    }
+    for name, path in visited.items():
+        page.goto(path)
+        buttons = _buttons(page)
+        assert buttons <= READ_ONLY_BUTTONS, (name, buttons - READ_ONLY_BUTTONS)
+        shot(name)
+    expect(page.get_by_role("heading", name="Clusters")).to_be_visible()
+
+    page.goto("/enrollment-tokens")
+    expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
+    assert _buttons(page) <= READ_ONLY_BUTTONS
+
+
+def test_pages_fit_a_narrow_window(page: Any, sign_in: Any, fleet: Any, shot: Any) -> None:
+    page.set_viewport_size({"width": 390, "height": 844})
+    sign_in("otto")
+    for name, path in {
+        "overview": "/",
+        "devices": "/devices",
+        "device": f"/devices/{fleet.device_ids['pos-0004']}",
+        "clusters": "/clusters",
+        "tokens": "/enrollment-tokens",
+    }.items():
+        page.goto(path)
+        page.wait_for_load_state("networkidle")
+        expect(page.locator(".loading")).to_have_count(0)
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"{name} scrolls sideways by {overflow}px"
+        shot(name)
+    expect(page).to_have_url(re.compile(r"/enrollment-tokens$"))

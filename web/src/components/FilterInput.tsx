@@ -1,0 +1,69 @@
+import { useId, useRef, useState } from "react";
+
+interface Props {
+  label: string;
+  value: string;
+  onCommit: (value: string) => void;
+  placeholder?: string;
+  list?: string;
+  /** Returns why a value cannot be used, or null; an invalid value is not committed. */
+  validate?: (value: string) => string | null;
+}
+
+const DEBOUNCE_MS = 350;
+
+/** A text filter that applies itself after a pause in typing, or at once on Enter. */
+export function FilterInput({ label, value, onCommit, placeholder, list, validate }: Props) {
+  const [draft, setDraft] = useState(value);
+  const [synced, setSynced] = useState(value);
+  const timer = useRef<number | undefined>(undefined);
+  const id = useId();
+  // The URL changed under us (back button, "clear filters"): show what it says.
+  if (value !== synced) {
+    setSynced(value);
+    setDraft(value);
+  }
+  const problem = validate?.(draft.trim()) ?? null;
+
+  const commit = (next: string) => {
+    window.clearTimeout(timer.current);
+    const trimmed = next.trim();
+    if ((validate?.(trimmed) ?? null) === null && trimmed !== value) {
+      setSynced(trimmed);
+      onCommit(trimmed);
+    }
+  };
+
+  return (
+    <div className="filter">
+      <label htmlFor={id}>{label}</label>
+      <input
+        id={id}
+        type="search"
+        value={draft}
+        placeholder={placeholder}
+        list={list}
+        aria-invalid={problem !== null}
+        aria-describedby={problem !== null ? `${id}-problem` : undefined}
+        onChange={(event) => {
+          const next = event.target.value;
+          setDraft(next);
+          window.clearTimeout(timer.current);
+          timer.current = window.setTimeout(() => {
+            commit(next);
+          }, DEBOUNCE_MS);
+        }}
+        onKeyDown={(event) => {
+          if (event.key === "Enter") {
+            commit(draft);
+          }
+        }}
+      />
+      {problem !== null && (
+        <span id={`${id}-problem`} className="field-problem small">
+          {problem}
+        </span>
+      )}
+    </div>
+  );
+}
