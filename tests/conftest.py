@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+
+from tests.processes import free_port, wait_for_port
 
 PROFILE = os.environ.get("EDGEPLANE_TEST_PROFILE", "production")
 if PROFILE not in ("production", "embedded"):
@@ -40,12 +40,6 @@ MQTT_HOST, MQTT_PORT = "127.0.0.1", int(os.environ.get("EDGEPLANE_TEST_MQTT_PORT
 RUN_ID = f"{os.getpid()}_{secrets.token_hex(4)}"
 TEST_DB_NAME = f"edgeplane_test_{RUN_ID}"
 DATA_DIR = Path(tempfile.mkdtemp(prefix="edgeplane-test-"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 S3_PORT = free_port()
@@ -66,6 +60,7 @@ def _configure_environment() -> None:
         env |= {
             "EDGEPLANE_DATABASE__URL": POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + TEST_DB_NAME,
             "EDGEPLANE_REDIS__URL": REDIS_URL,
+            "EDGEPLANE_REDIS__KEY_PREFIX": f"edgeplane-test-{RUN_ID}",
             "EDGEPLANE_MQTT__HOST": MQTT_HOST,
             "EDGEPLANE_MQTT__PORT": str(MQTT_PORT),
             "EDGEPLANE_STORAGE__BACKEND": "s3",
@@ -90,17 +85,6 @@ from server.core import migrations  # noqa: E402
 from server.core.db import get_engine, get_session  # noqa: E402
 
 
-def _wait_for_port(host: str, port: int, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{what} is not listening on {host}:{port}")
-
-
 @pytest.fixture(scope="session")
 def services() -> Iterator[None]:
     """Check (and, for S3 and the embedded broker, start) what the profile needs."""
@@ -111,7 +95,7 @@ def services() -> Iterator[None]:
         from moto.server import ThreadedMotoServer
 
         redis.Redis.from_url(REDIS_URL).ping()
-        _wait_for_port(MQTT_HOST, MQTT_PORT, "Mosquitto", timeout=2)
+        wait_for_port(MQTT_PORT, timeout=2, what="the machine's Mosquitto")
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=S3_PORT, verbose=False)
         moto.start()
         import boto3
@@ -126,7 +110,7 @@ def services() -> Iterator[None]:
     else:
         broker = subprocess.Popen([sys.executable, "-m", "server.cli", "mqtt-broker"])
         started.append(broker)
-        _wait_for_port("127.0.0.1", EMBEDDED_MQTT_PORT, "embedded MQTT broker")
+        wait_for_port(EMBEDDED_MQTT_PORT, what="the embedded MQTT broker")
     yield
     for process in started:
         process.terminate()

@@ -6,7 +6,6 @@ from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
-    Enum,
     Float,
     ForeignKey,
     Index,
@@ -17,11 +16,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from server.core.db import Base
-
-
-def _values(enum: type[StrEnum]) -> list[str]:
-    return [member.value for member in enum]
+from server.core.db import Base, str_enum
 
 
 class EventKind(StrEnum):
@@ -54,9 +49,7 @@ class ScoredEvent(Base):
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
     )
-    kind: Mapped[EventKind] = mapped_column(
-        Enum(EventKind, name="event_kind", native_enum=False, length=16, values_callable=_values)
-    )
+    kind: Mapped[EventKind] = mapped_column(str_enum(EventKind, "event_kind"))
     device_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
     # The device's cluster when the event was stored (no foreign key: history outlives clusters).
     cluster_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
@@ -80,17 +73,9 @@ class ScoredEvent(Base):
     transaction_at: Mapped[datetime]
     latitude: Mapped[float] = mapped_column(Float)
     longitude: Mapped[float] = mapped_column(Float)
-    label: Mapped[Label | None] = mapped_column(
-        Enum(Label, name="event_label", native_enum=False, length=16, values_callable=_values)
-    )
+    label: Mapped[Label | None] = mapped_column(str_enum(Label, "event_label"))
     label_source: Mapped[LabelSource | None] = mapped_column(
-        Enum(
-            LabelSource,
-            name="event_label_source",
-            native_enum=False,
-            length=16,
-            values_callable=_values,
-        )
+        str_enum(LabelSource, "event_label_source")
     )
     labelled_at: Mapped[datetime | None]
     labelled_by: Mapped[str | None] = mapped_column(String(128))

@@ -8,15 +8,11 @@ from sqlalchemy import CheckConstraint, Enum, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.common.actor import Role
-from server.core.db import Base, utcnow
-
-
-def _values(enum: type[StrEnum]) -> list[str]:
-    return [member.value for member in enum]
+from server.core.db import Base, str_enum, utcnow
 
 
 def role_column() -> Enum:
-    return Enum(Role, name="role", native_enum=False, length=16, values_callable=_values)
+    return str_enum(Role, "role")
 
 
 class TokenKind(StrEnum):
@@ -60,9 +56,7 @@ class ApiToken(Base):
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    kind: Mapped[TokenKind] = mapped_column(
-        Enum(TokenKind, name="token_kind", native_enum=False, length=16, values_callable=_values)
-    )
+    kind: Mapped[TokenKind] = mapped_column(str_enum(TokenKind, "token_kind"))
     name: Mapped[str] = mapped_column(String(128))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     display_prefix: Mapped[str] = mapped_column(String(16))

@@ -45,6 +45,11 @@ class RedisSettings(BaseModel):
         description="Redis URL for the Celery broker, results and rate limits. "
         "Required in production; the embedded profile uses SQLite and memory instead.",
     )
+    key_prefix: str = Field(
+        default="edgeplane",
+        min_length=1,
+        description="Prefix of EdgePlane's rate-limit keys, so that deployments can share a Redis.",
+    )
 
 
 class MqttSettings(BaseModel):

@@ -13,7 +13,9 @@ from server.core.config import get_settings
 
 @lru_cache(maxsize=1)
 def get_limiter() -> MovingWindowRateLimiter:
-    return MovingWindowRateLimiter(storage_from_string(get_settings().rate_limit_storage_url))
+    settings = get_settings()
+    options = {"key_prefix": f"{settings.redis.key_prefix}:limits"} if settings.redis.url else {}
+    return MovingWindowRateLimiter(storage_from_string(settings.rate_limit_storage_url, **options))
 
 
 def per_minute(count: int) -> RateLimitItem:

@@ -5,10 +5,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, String
+from sqlalchemy import JSON, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from server.core.db import Base, utcnow
+from server.core.db import Base, str_enum, utcnow
 
 
 class DeviceStatus(StrEnum):
@@ -31,13 +31,7 @@ class Device(Base):
     )
     labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     status: Mapped[DeviceStatus] = mapped_column(
-        Enum(
-            DeviceStatus,
-            name="device_status",
-            native_enum=False,
-            length=16,
-            values_callable=lambda e: [m.value for m in e],
-        ),
+        str_enum(DeviceStatus, "device_status"),
         default=DeviceStatus.OFFLINE,
     )
     agent_version: Mapped[str | None] = mapped_column(String(64))

@@ -5,10 +5,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Enum, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from server.core.db import Base, utcnow
+from server.core.db import Base, str_enum, utcnow
 from server.core.security import EncryptedText
 
 
@@ -45,13 +45,7 @@ class ModelVersion(Base):
     version: Mapped[int]
     label: Mapped[str] = mapped_column(String(64), unique=True)
     stage: Mapped[ModelStage] = mapped_column(
-        Enum(
-            ModelStage,
-            name="model_stage",
-            native_enum=False,
-            length=16,
-            values_callable=lambda e: [m.value for m in e],
-        ),
+        str_enum(ModelStage, "model_stage"),
         default=ModelStage.CANDIDATE,
     )
     feature_spec_version: Mapped[int]

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -39,12 +37,12 @@ from edge_agent.protocol.messages import Confirmation, EventBatch, Telemetry
 from edge_agent.protocol.topics import Channel, device_topic, parse_device_topic
 from edge_agent.protocol.transaction import Transaction
 from edge_agent.simulator import Simulator, SimulatorConfig
+from tests.processes import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 MODELS = FIXTURES / "models"
 PUBLIC_KEY_FILE = FIXTURES / "signing_key.pub.pem"
-MOSQUITTO = "/usr/sbin/mosquitto"
 TRAFFIC = SimulatorConfig(seed=5, n_cards=800, n_stores=40, fraud_rate=0.05)
 
 
@@ -54,33 +52,6 @@ def signing_key() -> Ed25519PrivateKey:
     )
     assert isinstance(key, Ed25519PrivateKey)
     return key
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
-    """Poll until ``condition`` holds: a bounded wait, never a timing assertion."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def wait_for_port(port: int, timeout: float = 20.0) -> None:
-    def listening() -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            return False
-
-    wait_for(listening, timeout=timeout, what=f"port {port}")
 
 
 def traffic(n: int, config: SimulatorConfig = TRAFFIC) -> list[Transaction]:
@@ -107,46 +78,6 @@ def expected_anomalies(device_id: str, transactions: list[Transaction], model: s
         for tx, score in zip(transactions, scores, strict=True)
         if score >= manifest.threshold
     }
-
-
-@dataclass
-class Mosquitto:
-    """A mosquitto of its own on a free port, with persistence, for tests that stop it."""
-
-    workdir: Path
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        conf = self.workdir / "mosquitto.conf"
-        conf.write_text(
-            "\n".join(
-                [
-                    f"listener {self.port} 127.0.0.1",
-                    "allow_anonymous true",
-                    "persistence true",
-                    f"persistence_location {self.workdir}/",
-                    "autosave_interval 1",
-                    "max_queued_messages 100000",
-                    f"log_dest file {self.workdir}/mosquitto.log",
-                ]
-            )
-            + "\n"
-        )
-        self.process = subprocess.Popen(
-            [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        wait_for_port(self.port)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
 
 
 class Confirmer:

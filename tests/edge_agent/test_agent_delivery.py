@@ -30,16 +30,13 @@ from tests.edge_agent.support import (
     ROOT,
     AgentProcess,
     Confirmer,
-    Mosquitto,
     agent_config,
     expected_anomalies,
-    free_port,
     jsonl,
     traffic,
-    wait_for,
-    wait_for_port,
     write_credentials,
 )
+from tests.processes import Mosquitto, free_port, wait_for, wait_for_port
 
 pytestmark = pytest.mark.timeout(240)
 

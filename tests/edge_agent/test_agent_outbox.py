@@ -14,7 +14,8 @@ from edge_agent.comms.sender import OutboxSender, event_batch_json
 from edge_agent.comms.transport import Handler, Received
 from edge_agent.protocol.messages import Confirmation, EventBatch, ScoredEvent
 from edge_agent.protocol.topics import Channel, device_topic
-from tests.edge_agent.support import traffic, wait_for
+from tests.edge_agent.support import traffic
+from tests.processes import wait_for
 
 DEVICE = str(uuid.uuid4())
 

@@ -34,14 +34,13 @@ from tests.edge_agent.support import (
     MODELS,
     PUBLIC_KEY_FILE,
     ROOT,
-    Mosquitto,
     expected_anomalies,
     jsonl,
     manifest_of,
     traffic,
-    wait_for,
     write_credentials,
 )
+from tests.processes import Mosquitto, wait_for
 
 KEYS = [load_public_key(PUBLIC_KEY_FILE.read_text())]
 DEVICE = "0b9a3c52-7f0e-4d1e-9a4e-3f2a1c0d9e8b"

@@ -31,12 +31,10 @@ from tests.edge_agent.support import (
     MODELS,
     PUBLIC_KEY_FILE,
     ControlPlaneStandIn,
-    Mosquitto,
-    free_port,
     traffic,
-    wait_for,
     write_credentials,
 )
+from tests.processes import Mosquitto, free_port, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -27,7 +27,8 @@ from server.devices import service as devices_service
 from server.devices.schemas import EnrollmentTokenCreate, EnrollRequest
 from server.ingest.consumer import IngestConsumer
 from tests.conftest import EMBEDDED_MQTT_PORT, PROFILE
-from tests.server.ingest.fleet import IngestProcess, Mosquitto
+from tests.processes import Mosquitto
+from tests.server.ingest.fleet import IngestProcess
 
 HERE = Path(__file__).parent
 

@@ -22,8 +22,9 @@ from server.common.actor import Actor
 from server.core.config import get_settings
 from server.core.db import session_scope
 from server.devices import service as devices_service
+from tests.processes import Mosquitto, wait_for
 from tests.server.ingest.conftest import Broker, EnrolledDevice, ingest_settings, stored_keys
-from tests.server.ingest.fleet import IngestProcess, Mosquitto, batch_payload, make_event, wait_for
+from tests.server.ingest.fleet import IngestProcess, batch_payload, make_event
 
 NOT_AUTHORIZED = 0x87
 

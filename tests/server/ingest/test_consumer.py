@@ -15,8 +15,9 @@ from server.anomalies.service import decode_features
 from server.core.db import session_scope, utcnow
 from server.devices.orm import Device, DeviceStatus
 from server.ingest.orm import TelemetryWindow
+from tests.processes import wait_for
 from tests.server.ingest.conftest import Broker, ingest_settings, stored_keys
-from tests.server.ingest.fleet import Fleet, make_event, wait_for
+from tests.server.ingest.fleet import Fleet, make_event
 
 
 def test_events_are_stored_once_and_confirmed_again_when_repeated(

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import PROFILE
+from tests.processes import Mosquitto, wait_for
 from tests.server.ingest.conftest import Broker, stored_keys
-from tests.server.ingest.fleet import Fleet, IngestProcess, Mosquitto, wait_for
+from tests.server.ingest.fleet import Fleet, IngestProcess
 
 DEVICES = 4
 ROUNDS = 30

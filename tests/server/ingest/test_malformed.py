@@ -18,8 +18,9 @@ from server.common.actor import Actor
 from server.core.db import session_scope, utcnow
 from server.devices import service as devices_service
 from server.ingest.orm import DeadLetter
+from tests.processes import wait_for
 from tests.server.ingest.conftest import Broker, ingest_settings, stored_keys
-from tests.server.ingest.fleet import Fleet, batch_payload, make_event, wait_for
+from tests.server.ingest.fleet import Fleet, batch_payload, make_event
 
 MAX_MESSAGE_BYTES = 4096
 DEAD_LETTER_MAX_BYTES = 1024
