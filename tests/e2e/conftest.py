@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ CHROMIUM_ARGS = [
 PASSWORD = "correct horse battery staple"
 TIME_ZONE = "America/New_York"
 DEVICE_COUNT = 120
+ANOMALY_COUNT = 12
+MODEL_FIXTURE = ROOT / "tests" / "edge_agent" / "fixtures" / "models" / "mlp-1" / "model.tflite"
 
 
 def _chromium() -> str:
@@ -61,6 +64,10 @@ class Fleet:
     cluster_id: str
     cluster_name: str
     device_ids: dict[str, str] = field(default_factory=dict)
+    # Seeded anomalies, newest last; all unlabelled.
+    anomaly_ids: list[int] = field(default_factory=list)
+    # Model label -> id: fraud-1 (stable) and fraud-2 (candidate, its child).
+    model_ids: dict[str, str] = field(default_factory=dict)
 
 
 def _seed(session: Session) -> Fleet:
@@ -112,7 +119,102 @@ def _seed(session: Session) -> Fleet:
         device.health = {"outbox_depth": number % 7, "model_loaded": device.model_version}
         fleet.device_ids[name] = str(device.id)
     session.flush()
+    _seed_anomalies(session, fleet)
+    _seed_models(session, fleet)
     return fleet
+
+
+def _seed_anomalies(session: Session, fleet: Fleet) -> None:
+    """Flagged events from three devices, five minutes apart, the newest a minute ago."""
+    from datetime import timedelta
+
+    from server.core.db import utcnow
+
+    now = utcnow()
+    for number in range(ANOMALY_COUNT):
+        add_anomaly(session, fleet, number, now - timedelta(minutes=5 * (ANOMALY_COUNT - number)))
+
+
+def add_anomaly(session: Session, fleet: Fleet, number: int, scored_at: datetime) -> int:
+    """Store one flagged event the way ingest stores it; its id is added to the fleet."""
+    import uuid
+    from datetime import timedelta
+
+    from edge_agent.features import N_FEATURES
+    from server.anomalies import service as anomalies_service
+    from server.anomalies.orm import EventKind, ScoredEvent
+
+    name = f"pos-{(number % 3) * 2 + 2:04d}"
+    event = ScoredEvent(
+        kind=EventKind.ANOMALY,
+        device_id=uuid.UUID(fleet.device_ids[name]),
+        cluster_id=uuid.UUID(fleet.cluster_id),
+        event_id=uuid.uuid4(),
+        received_at=scored_at + timedelta(seconds=2),
+        scored_at=scored_at,
+        model_version="fraud-v3",
+        feature_spec_version=1,
+        features=anomalies_service.encode_features([0.0] * N_FEATURES),
+        score=min(1.0, round(0.9 + number / 200, 3)),
+        threshold=0.9,
+        flagged=True,
+        transaction_id=f"tx-{number:04d}",
+        store_id=f"s-{number % 4}",
+        terminal_id=f"t-{number % 3}",
+        card_token=f"card-{number:04d}",
+        amount=25.0 + number * 10,
+        currency="EUR",
+        merchant_category="5411",
+        transaction_at=scored_at,
+        latitude=52.37,
+        longitude=4.89,
+    )
+    session.add(event)
+    session.flush()
+    fleet.anomaly_ids.append(event.id)
+    return event.id
+
+
+def _seed_models(session: Session, fleet: Fleet) -> None:
+    """Two versions of the fraud model through the registry, the second a child of the first."""
+    from datetime import UTC, datetime
+
+    from edge_agent.features import FEATURE_SPEC_VERSION
+    from server.common.actor import Actor
+    from server.registry import service as registry_service
+    from server.registry.orm import ModelStage
+    from server.registry.schemas import ModelMetadata
+
+    model_bytes = MODEL_FIXTURE.read_bytes()
+    seeder = Actor.system("e2e-seed")
+    parent = None
+    for version, metrics, snapshot in (
+        (1, {"pr_auc": 0.81, "recall_at_1pct_fpr": 0.62}, "snap-2026-11-01"),
+        (2, {"pr_auc": 0.86, "recall_at_1pct_fpr": 0.67, "brier": 0.04}, "snap-2026-12-01"),
+    ):
+        model = registry_service.register_model(
+            session,
+            actor=seeder,
+            model_bytes=model_bytes,
+            metadata=ModelMetadata(
+                name="fraud",
+                feature_spec_version=FEATURE_SPEC_VERSION,
+                threshold=0.9 if version == 1 else 0.88,
+                training_start=datetime(2026, 10, 1, tzinfo=UTC),
+                training_end=datetime(2026, 11, version, tzinfo=UTC),
+                training_rows=100_000 * version,
+                metrics=metrics,
+                parent_version_id=None if parent is None else parent.id,
+                dataset_snapshot=snapshot,
+                code_version=f"abc123{version}",
+            ),
+            source="training",
+        )
+        if parent is None:
+            model.stage = ModelStage.STABLE
+        parent = model
+        fleet.model_ids[model.label] = str(model.id)
+    session.flush()
 
 
 @pytest.fixture(scope="package")

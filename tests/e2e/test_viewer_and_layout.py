@@ -8,7 +8,15 @@ from typing import Any
 from playwright.sync_api import expect
 
 # Buttons that only read, page or navigate: the only ones a viewer may see.
-READ_ONLY_BUTTONS = {"Sign out", "Refresh", "Previous", "Next", "Try again", "Clear filters"}
+READ_ONLY_BUTTONS = {
+    "Sign out",
+    "Refresh",
+    "Previous",
+    "Next",
+    "Try again",
+    "Clear filters",
+    "Load older",
+}
 
 
 def _buttons(page: Any) -> set[str]:
@@ -33,13 +41,15 @@ def test_viewer_sees_no_mutating_controls(
         "devices": "/devices",
         "device": f"/devices/{fleet.device_ids['pos-0002']}",
         "clusters": "/clusters",
+        "anomalies": "/anomalies",
+        "models": "/models",
     }
     for name, path in visited.items():
         page.goto(path)
         buttons = _buttons(page)
         assert buttons <= READ_ONLY_BUTTONS, (name, buttons - READ_ONLY_BUTTONS)
         shot(name)
-    expect(page.get_by_role("heading", name="Clusters")).to_be_visible()
+    expect(page.get_by_role("heading", name="Models")).to_be_visible()
 
     page.goto("/enrollment-tokens")
     expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
@@ -54,6 +64,8 @@ def test_pages_fit_a_narrow_window(page: Any, sign_in: Any, fleet: Any, shot: An
         "devices": "/devices",
         "device": f"/devices/{fleet.device_ids['pos-0004']}",
         "clusters": "/clusters",
+        "anomalies": "/anomalies",
+        "models": f"/models?compare={fleet.model_ids['fraud-1']},{fleet.model_ids['fraud-2']}",
         "tokens": "/enrollment-tokens",
     }.items():
         page.goto(path)

@@ -40,6 +40,18 @@ export const PAGES: PageDef[] = [
     component: lazy(() => import("./pages/ClustersPage")),
   },
   {
+    path: "/anomalies",
+    nav: "Anomalies",
+    role: "viewer",
+    component: lazy(() => import("./pages/AnomaliesPage")),
+  },
+  {
+    path: "/models",
+    nav: "Models",
+    role: "viewer",
+    component: lazy(() => import("./pages/ModelsPage")),
+  },
+  {
     path: "/enrollment-tokens",
     nav: "Enrollment tokens",
     role: "operator",
