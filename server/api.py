@@ -22,6 +22,7 @@ from server.devices import router as devices
 from server.health import router as health
 from server.ingest import router as ingest
 from server.registry import router as registry
+from server.rollouts import router as rollouts
 
 API_PREFIX = "/api/v1"
 
@@ -54,10 +55,12 @@ def build_router() -> APIRouter:
     authenticated.include_router(anomalies.router)
     authenticated.include_router(ingest.router)
     authenticated.include_router(registry.router)
+    authenticated.include_router(rollouts.router)
     root.include_router(authenticated)
 
     agent = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_device)])
     agent.include_router(devices.agent_router)
     agent.include_router(registry.agent_router)
+    agent.include_router(rollouts.agent_router)
     root.include_router(agent)
     return root

@@ -15,7 +15,12 @@ from sqlalchemy.exc import OperationalError
 
 from server.core.config import get_settings
 
-TASK_MODULES = ["server.devices.tasks", "server.broker.tasks"]
+TASK_MODULES = [
+    "server.devices.tasks",
+    "server.broker.tasks",
+    "server.rollouts.tasks",
+    "server.training.tasks",
+]
 
 # Options for tasks that touch the database: retry transient failures with backoff.
 idempotent_task: dict[str, Any] = {

@@ -11,7 +11,7 @@ import io
 import logging
 import struct
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -279,6 +279,55 @@ def get_event(session: Session, event_id: int) -> ScoredEvent:
     if event is None:
         raise ScoredEventNotFound(f"scored event {event_id} does not exist")
     return event
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingRow:
+    """What retraining needs of one stored event."""
+
+    anomaly: bool
+    """Flagged by the device (an anomaly), rather than a random sample."""
+    transaction_at: datetime
+    feature_spec_version: int
+    features: bytes
+    """float32, little-endian, as stored (see :func:`decode_features`)."""
+    fraud: bool | None
+    """True: confirmed fraud (by an operator or a chargeback); False: a false positive;
+    None: nobody labelled it."""
+    label_source: str | None
+    """``operator`` or ``chargeback`` when labelled."""
+
+
+def training_rows(
+    session: Session, *, start: datetime, end: datetime, batch_size: int = 5_000
+) -> Iterator[TrainingRow]:
+    """Anomalies and samples with a transaction time in ``[start, end)``, oldest first.
+
+    Streamed in batches (a server-side cursor on PostgreSQL), so a range of millions of
+    rows never sits in memory as ORM objects.
+    """
+    statement = (
+        select(
+            ScoredEvent.kind,
+            ScoredEvent.transaction_at,
+            ScoredEvent.feature_spec_version,
+            ScoredEvent.features,
+            ScoredEvent.label,
+            ScoredEvent.label_source,
+        )
+        .where(ScoredEvent.transaction_at >= start, ScoredEvent.transaction_at < end)
+        .order_by(ScoredEvent.transaction_at, ScoredEvent.id)
+        .execution_options(yield_per=batch_size)
+    )
+    for kind, transaction_at, spec, features, label, source in session.execute(statement):
+        yield TrainingRow(
+            anomaly=kind is EventKind.ANOMALY,
+            transaction_at=transaction_at,
+            feature_spec_version=spec,
+            features=features,
+            fraud=None if label is None else label is Label.CONFIRMED_FRAUD,
+            label_source=None if source is None else source.value,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from edge_agent.protocol.topics import (
@@ -30,6 +29,7 @@ from edge_agent.protocol.topics import (
     Channel,
 )
 from server.core.config import Settings, get_settings
+from server.core.db import after_commit
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,6 @@ SYNC_TASK_NAME = "broker.sync_auth_files"
 # key stretching adds nothing but broker CPU on every connect.
 PBKDF2_ITERATIONS = 101
 _SALT_BYTES = 12
-_SYNC_REQUESTED = "edgeplane.broker_sync_requested"
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,27 +207,16 @@ def request_sync(session: Session) -> None:
     Called when a device enrolls or is revoked. The rewrite reads the database, so it must
     not run before the commit; a periodic task repairs any request lost in between.
     """
-    session.info[_SYNC_REQUESTED] = True
+    after_commit(session, SYNC_TASK_NAME, _enqueue_sync)
 
 
 def sync_configured(settings: Settings) -> bool:
     return settings.mqtt.password_file is not None or settings.mqtt.acl_file is not None
 
 
-@event.listens_for(Session, "after_commit")
-def _enqueue_sync_after_commit(session: Session) -> None:
-    if not session.info.pop(_SYNC_REQUESTED, False):
-        return
+def _enqueue_sync() -> None:
     if not sync_configured(get_settings()):
         return
-    try:
-        from server.worker import celery_app
+    from server.worker import celery_app
 
-        celery_app.send_task(SYNC_TASK_NAME)
-    except Exception:
-        logger.exception("could not enqueue %s; the periodic run will catch up", SYNC_TASK_NAME)
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_sync_after_rollback(session: Session) -> None:
-    session.info.pop(_SYNC_REQUESTED, None)
+    celery_app.send_task(SYNC_TASK_NAME)

@@ -6,7 +6,8 @@ the handler returns and rolls back when it raises. Services only ``flush()``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -21,6 +22,8 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
 from server.core.config import get_settings
+
+logger = logging.getLogger(__name__)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -142,6 +145,7 @@ ORM_MODULES = (
     "server.anomalies.orm",
     "server.ingest.orm",
     "server.registry.orm",
+    "server.rollouts.orm",
 )
 
 
@@ -151,3 +155,29 @@ def load_all_models() -> MetaData:
     for module in ORM_MODULES:
         importlib.import_module(module)
     return Base.metadata
+
+
+_AFTER_COMMIT = "edgeplane.after_commit"
+
+
+def after_commit(session: Session, key: str, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once this session's transaction has committed (never if it rolls back).
+
+    For work that must see the committed rows, such as enqueueing a task or publishing to
+    devices. One callback per ``key``: asking twice in a transaction runs it once.
+    """
+    session.info.setdefault(_AFTER_COMMIT, {})[key] = callback
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    for key, callback in session.info.pop(_AFTER_COMMIT, {}).items():
+        try:
+            callback()
+        except Exception:
+            logger.exception("after-commit action %s failed", key)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_after_rollback(session: Session) -> None:
+    session.info.pop(_AFTER_COMMIT, None)

@@ -274,6 +274,29 @@ def get_model(session: Session, model_id: uuid.UUID) -> ModelVersion:
     return model
 
 
+def stable_model(session: Session, *, name: str) -> ModelVersion | None:
+    """The model of this name that devices fall back to, if one was promoted."""
+    return session.scalar(
+        select(ModelVersion)
+        .where(ModelVersion.name == name, ModelVersion.stage == ModelStage.STABLE)
+        .order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc())
+        .limit(1)
+    )
+
+
+def model_for_snapshot(session: Session, *, name: str, snapshot: str) -> ModelVersion | None:
+    """A model of this name already trained on this dataset snapshot (lineage), if any."""
+    return session.scalar(
+        select(ModelVersion)
+        .where(
+            ModelVersion.name == name,
+            ModelVersion.lineage["dataset_snapshot"].as_string() == snapshot,
+        )
+        .order_by(ModelVersion.created_at, ModelVersion.id)
+        .limit(1)
+    )
+
+
 def list_models(
     session: Session,
     *,

@@ -149,6 +149,30 @@ def split_by_days(
     )
 
 
+def split_by_fraction(dataset: Dataset, *, validation: float, test: float) -> Split:
+    """Consecutive slices by row count: training, then validation, then the latest rows
+    as the test slice. For data whose start and busyness are not known in advance."""
+    n = len(dataset)
+    train_end = round(n * (1.0 - validation - test))
+    validation_end = round(n * (1.0 - test))
+    if not 0 < train_end < validation_end < n:
+        raise DatasetError(f"{n} rows are too few to split into training, validation and test")
+
+    def rows(window: slice) -> Dataset:
+        return Dataset(
+            features=dataset.features[window],
+            labels=dataset.labels[window],
+            fraud_types=dataset.fraud_types[window],
+            timestamps=dataset.timestamps[window],
+        )
+
+    return Split(
+        train=rows(slice(0, train_end)),
+        validation=rows(slice(train_end, validation_end)),
+        test=rows(slice(validation_end, n)),
+    )
+
+
 def _chunks(stream: Iterator[Transaction]) -> Iterator[list[Transaction]]:
     while chunk := list(islice(stream, _CHUNK)):
         yield chunk

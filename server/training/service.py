@@ -15,9 +15,11 @@ Recall at 1% FPR is reported beside it as the threshold-free comparison.
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import math
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy.orm import Session
 
 from edge_agent.features import FEATURE_SPEC_VERSION, N_FEATURES
 from edge_agent.protocol.artifact import (
@@ -37,15 +40,25 @@ from edge_agent.protocol.artifact import (
     write_artifact,
 )
 from edge_agent.simulator import FraudType
+from server.common.actor import Actor
+from server.registry import service as registry_service
+from server.registry.schemas import ModelMetadata
 from server.training import model as mlp
 from server.training.baselines import (
     RulesBaseline,
     gradient_boosting_scores,
     train_gradient_boosting,
 )
-from server.training.dataset import Dataset, Split, TrafficConfig, simulate, split_by_days
+from server.training.dataset import (
+    Dataset,
+    Split,
+    TrafficConfig,
+    simulate,
+    split_by_days,
+    split_by_fraction,
+)
 from server.training.evaluation import Metrics, evaluate, max_f1_threshold
-from server.training.exceptions import TrainingError
+from server.training.exceptions import DatasetError, TrainingError
 from server.training.model import MlpConfig, Quantization
 from server.training.report import (
     AgreementSummary,
@@ -58,6 +71,7 @@ from server.training.report import (
     TrainingReport,
     write_report,
 )
+from server.training.snapshot import SnapshotManifest, build_snapshot, load_snapshot, store_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -227,14 +241,8 @@ def _drift_checks(drift: DriftReport) -> list[Check]:
     ]
 
 
-def _manifest(
-    options: TrainingOptions,
-    *,
-    model_bytes: bytes,
-    metrics: Metrics,
-    split: Split,
-    created_at: datetime,
-) -> ModelManifest:
+def flat_metrics(metrics: Metrics) -> dict[str, float]:
+    """The shipped model's test-slice metrics, as manifests and the registry keep them."""
     flat: dict[str, float] = {
         "pr_auc": metrics.pr_auc,
         "roc_auc": metrics.roc_auc,
@@ -247,6 +255,17 @@ def _manifest(
         "test_positives": float(metrics.positives),
     }
     flat |= {f"recall_{kind}": value for kind, value in metrics.recall_by_type.items()}
+    return flat
+
+
+def _manifest(
+    options: TrainingOptions,
+    *,
+    model_bytes: bytes,
+    metrics: Metrics,
+    split: Split,
+    created_at: datetime,
+) -> ModelManifest:
     return ModelManifest(
         name=options.model_name,
         version=options.version or created_at.strftime("%Y%m%d.%H%M%S"),
@@ -261,7 +280,7 @@ def _manifest(
             end=split.validation.end,
             rows=len(split.train) + len(split.validation),
         ),
-        metrics=flat,
+        metrics=flat_metrics(metrics),
         created_at=created_at,
     )
 
@@ -279,6 +298,50 @@ def _data_summary(options: TrainingOptions, traffic: TrafficConfig, split: Split
         validation=_summary(split.validation),
         test=_summary(split.test),
     )
+
+
+@dataclass(frozen=True)
+class Converted:
+    models: dict[str, Metrics]
+    """``tflite_<quantization>``: test-slice metrics at the validation-chosen threshold."""
+    agreement: dict[str, AgreementSummary]
+    model_bytes: dict[Quantization, bytes]
+
+
+def convert_and_evaluate(
+    keras_model: Any,
+    split: Split,
+    quantizations: tuple[Quantization, ...],
+    *,
+    keras_test: npt.NDArray[np.float32] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> Converted:
+    """Convert to each TFLite variant, check it agrees with Keras, and evaluate what ships:
+    threshold on the validation slice, metrics on the test slice."""
+    if keras_test is None:
+        keras_test = mlp.keras_scores(keras_model, split.test.features)
+    models: dict[str, Metrics] = {}
+    agreement: dict[str, AgreementSummary] = {}
+    model_bytes: dict[Quantization, bytes] = {}
+    for step, quantization in enumerate(quantizations):
+        if on_step is not None:
+            on_step(step, len(quantizations))
+        flatbuffer = mlp.convert(keras_model, quantization)
+        test_scores = mlp.tflite_scores(flatbuffer, split.test.features)
+        measured = mlp.check_agreement(quantization, keras_test, test_scores)
+        agreement[quantization] = AgreementSummary(
+            max_abs_diff=measured.max_abs_diff,
+            mean_abs_diff=measured.mean_abs_diff,
+            p99_abs_diff=measured.p99_abs_diff,
+        )
+        validation_scores = mlp.tflite_scores(flatbuffer, split.validation.features)
+        models[f"tflite_{quantization}"] = _score_and_evaluate(
+            validation_scores, test_scores, split
+        )
+        model_bytes[quantization] = flatbuffer
+    if on_step is not None:
+        on_step(len(quantizations), len(quantizations))
+    return Converted(models=models, agreement=agreement, model_bytes=model_bytes)
 
 
 def train(
@@ -316,26 +379,17 @@ def train(
         )
         keras_test = mlp.keras_scores(keras_model, split.test.features)
 
-    models: dict[str, Metrics] = {}
-    agreement: dict[str, AgreementSummary] = {}
-    model_bytes: dict[Quantization, bytes] = {}
     with clock.stage(STAGE_TFLITE):
-        for step, quantization in enumerate(mlp.QUANTIZATIONS):
-            report_progress(STAGE_TFLITE, step, len(mlp.QUANTIZATIONS))
-            flatbuffer = mlp.convert(keras_model, quantization)
-            test_scores = mlp.tflite_scores(flatbuffer, split.test.features)
-            measured = mlp.check_agreement(quantization, keras_test, test_scores)
-            agreement[quantization] = AgreementSummary(
-                max_abs_diff=measured.max_abs_diff,
-                mean_abs_diff=measured.mean_abs_diff,
-                p99_abs_diff=measured.p99_abs_diff,
-            )
-            validation_scores = mlp.tflite_scores(flatbuffer, split.validation.features)
-            models[f"tflite_{quantization}"] = _score_and_evaluate(
-                validation_scores, test_scores, split
-            )
-            model_bytes[quantization] = flatbuffer
-        report_progress(STAGE_TFLITE, len(mlp.QUANTIZATIONS), len(mlp.QUANTIZATIONS))
+        converted = convert_and_evaluate(
+            keras_model,
+            split,
+            mlp.QUANTIZATIONS,
+            keras_test=keras_test,
+            on_step=lambda done, total: report_progress(STAGE_TFLITE, done, total),
+        )
+    models = dict(converted.models)
+    agreement = converted.agreement
+    model_bytes = converted.model_bytes
 
     with clock.stage(STAGE_BASELINES):
         report_progress(STAGE_BASELINES, 0, 2)
@@ -504,3 +558,108 @@ def drift_experiment(
         report.recall_after,
     )
     return report
+
+
+# Retraining from fleet data
+
+
+def _code_version() -> str:
+    try:
+        return f"edgeplane {importlib.metadata.version('edgeplane')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "edgeplane unknown"
+
+
+RETRAINING_SOURCE: Final = "retraining"
+
+
+@dataclass(frozen=True)
+class RetrainOptions:
+    """How to train on a snapshot: the latest ``test_fraction`` of rows is the held-out
+    slice, the ``validation_fraction`` before it sets the threshold."""
+
+    model_name: str = "fraud"
+    quantization: Quantization = "float32"
+    validation_fraction: float = 0.15
+    test_fraction: float = 0.15
+    mlp: MlpConfig = field(default_factory=MlpConfig)
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    snapshot: SnapshotManifest
+    model_id: uuid.UUID
+    created: bool
+    """False when a model trained on this very snapshot was registered before."""
+
+
+def _check_slices(split: Split) -> None:
+    for name, part in (("training", split.train), ("validation", split.validation)):
+        if part.positives == 0 or part.positives == len(part):
+            raise DatasetError(f"the {name} slice needs both fraud and legitimate rows")
+    if split.test.positives == 0 or split.test.positives == len(split.test):
+        raise DatasetError("the test slice needs both fraud and legitimate rows")
+
+
+def retrain(
+    session: Session,
+    *,
+    actor: Actor,
+    start: datetime,
+    end: datetime,
+    options: RetrainOptions | None = None,
+) -> RetrainResult:
+    """Snapshot the fleet's labelled events in ``[start, end)``, train on the snapshot,
+    convert, evaluate on its time-later slice, and register the result as a candidate.
+
+    Safe to run twice: the snapshot id is the range plus a hash of its content, and a
+    model whose lineage names that snapshot is returned instead of training again.
+    """
+    options = options or RetrainOptions()
+    started = time.monotonic()
+    built = build_snapshot(session, start=start, end=end)
+    existing = registry_service.model_for_snapshot(
+        session, name=options.model_name, snapshot=built.manifest.key
+    )
+    if existing is not None:
+        logger.info("%s was already trained on %s", existing.label, built.manifest.key)
+        return RetrainResult(snapshot=built.manifest, model_id=existing.id, created=False)
+    manifest = store_snapshot(built)
+    # Train on what was stored, so the model's lineage points at exactly its data.
+    dataset = load_snapshot(manifest.id).dataset
+    split = split_by_fraction(
+        dataset, validation=options.validation_fraction, test=options.test_fraction
+    )
+    _check_slices(split)
+    keras_model = mlp.train_mlp(split.train, options.mlp)
+    converted = convert_and_evaluate(keras_model, split, (options.quantization,))
+    metrics = converted.models[f"tflite_{options.quantization}"]
+    parent = registry_service.stable_model(session, name=options.model_name)
+    model = registry_service.register_model(
+        session,
+        actor=actor,
+        model_bytes=converted.model_bytes[options.quantization],
+        metadata=ModelMetadata(
+            name=options.model_name,
+            feature_spec_version=manifest.feature_spec_version,
+            threshold=metrics.threshold,
+            quantization=options.quantization,
+            training_start=split.train.start,
+            training_end=split.validation.end,
+            training_rows=len(split.train) + len(split.validation),
+            metrics=flat_metrics(metrics),
+            parent_version_id=parent.id if parent else None,
+            dataset_snapshot=manifest.key,
+            code_version=_code_version(),
+        ),
+        source=RETRAINING_SOURCE,
+    )
+    logger.info(
+        "retrained %s on %s in %.1f s: PR-AUC %.4f on %d held-out rows",
+        model.label,
+        manifest.key,
+        time.monotonic() - started,
+        metrics.pr_auc,
+        metrics.rows,
+    )
+    return RetrainResult(snapshot=manifest, model_id=model.id, created=True)

@@ -687,6 +687,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/devices/{device_id}/desired": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get Desired */
+        get: operations["rollouts-desired-get"];
+        /**
+         * Set Desired
+         * @description Pin one device to a model (or to none), outside any rollout.
+         */
+        put: operations["rollouts-desired-set"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/agent/self": {
         parameters: {
             query?: never;
@@ -753,6 +774,26 @@ export interface paths {
          * @description Devices download artifacts here, with their own credential; there is no open bucket.
          */
         get: operations["agent-model-file"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/agent/desired": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Agent Desired
+         * @description This device's desired state: the fallback to its retained MQTT message.
+         */
+        get: operations["agent-desired"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1132,6 +1173,61 @@ export interface components {
             payload_size: number;
             /** Truncated */
             truncated: boolean;
+        };
+        /** DesiredModel */
+        DesiredModel: {
+            /** Name */
+            name: string;
+            /** Version */
+            version: string;
+            /**
+             * Url
+             * @description Where to download model.tflite (authenticated).
+             */
+            url: string;
+            /** Manifest Url */
+            manifest_url: string;
+            /** Sha256 */
+            sha256: string;
+            /**
+             * Signature
+             * @description Base64 Ed25519 signature of manifest.json.
+             */
+            signature: string;
+            /** Feature Spec Version */
+            feature_spec_version: number;
+        };
+        /** DesiredModelUpdate */
+        DesiredModelUpdate: {
+            /** Model Id */
+            model_id?: string | null;
+        };
+        /**
+         * DesiredState
+         * @description Payload of ``.../desired`` (retained) and of ``GET /api/v1/agent/desired``.
+         */
+        DesiredState: {
+            /**
+             * Schema Version
+             * @default 1
+             * @constant
+             */
+            schema_version?: 1;
+            /** Device Id */
+            device_id: string;
+            /**
+             * Generation
+             * @description Grows with every change; older ones are ignored.
+             */
+            generation: number;
+            model: components["schemas"]["DesiredModel"] | null;
+            /** Rollout Id */
+            rollout_id?: string | null;
+            /**
+             * Issued At
+             * Format: date-time
+             */
+            issued_at: string;
         };
         /** DeviceList */
         DeviceList: {
@@ -3103,6 +3199,72 @@ export interface operations {
             };
         };
     };
+    "rollouts-desired-get": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                device_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DesiredState"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "rollouts-desired-set": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                device_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DesiredModelUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DesiredState"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     "agent-self": {
         parameters: {
             query?: never;
@@ -3202,6 +3364,26 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "agent-desired": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DesiredState"];
                 };
             };
         };
