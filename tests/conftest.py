@@ -238,21 +238,10 @@ def headers_for(db_session: Session, make_user):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def make_device(db_session: Session):  # type: ignore[no-untyped-def]
     """make_device(**labels) -> (device, credential), enrolled with a one-time token."""
-    from server.common.actor import Actor
-    from server.devices import service as devices_service
-    from server.devices.schemas import EnrollmentTokenCreate, EnrollRequest
+    from tests.factories import enroll_device
 
     def make(name: str | None = None, **labels: str):  # type: ignore[no-untyped-def]
-        issued = devices_service.create_enrollment_token(
-            db_session, actor=Actor.system("test"), data=EnrollmentTokenCreate(labels=labels)
-        )
-        enrollment = devices_service.enroll(
-            db_session,
-            token=issued.token,
-            data=EnrollRequest(name=name or f"pos-{secrets.token_hex(3)}"),
-            ip="127.0.0.1",
-            request_id=None,
-        )
+        enrollment = enroll_device(db_session, name=name, labels=labels)
         return enrollment.device, enrollment.credential
 
     return make

@@ -16,6 +16,7 @@ from server.anomalies import service as anomalies_service
 from server.anomalies.orm import EventKind, ScoredEvent
 from server.audit.orm import AuditEvent
 from server.core.db import session_scope, utcnow
+from tests.factories import enroll_device
 from tests.server.ingest.fleet import make_event
 
 RNG = random.Random(5)
@@ -218,21 +219,9 @@ def test_chargebacks_label_matching_events_and_report_the_rest(
 def test_stream_sends_new_anomalies_as_server_sent_events(
     committed_db: Engine, client: TestClient, headers_for: Any, make_device: Any
 ) -> None:
-    from server.common.actor import Actor
-    from server.devices import service as devices_service
-    from server.devices.schemas import EnrollmentTokenCreate, EnrollRequest
 
     with session_scope() as session:
-        issued = devices_service.create_enrollment_token(
-            session, actor=Actor.system("test"), data=EnrollmentTokenCreate()
-        )
-        device = devices_service.enroll(
-            session,
-            token=issued.token,
-            data=EnrollRequest(name="pos-stream"),
-            ip=None,
-            request_id=None,
-        ).device
+        device = enroll_device(session, name="pos-stream").device
         store(session, device.id, 3)
         store(session, device.id, 1, kind=EventKind.SAMPLE)
         first_id = min(session.scalars(select(ScoredEvent.id)))

@@ -10,14 +10,12 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from sqlalchemy import Engine
 
-from server.common.actor import Actor
 from server.core.config import get_settings
 from server.core.db import session_scope, utcnow
-from server.devices import service as devices_service
 from server.devices.orm import Device, DeviceStatus
-from server.devices.schemas import EnrollmentTokenCreate, EnrollRequest
 from server.devices.tasks import mark_offline
 from server.worker import celery_app
+from tests.factories import enroll_device
 
 
 @pytest.fixture
@@ -28,12 +26,7 @@ def worker(committed_db: Engine) -> Iterator[None]:
 
 def _enrolled_device(name: str, last_seen_seconds_ago: float) -> uuid.UUID:
     with session_scope() as session:
-        issued = devices_service.create_enrollment_token(
-            session, actor=Actor.system("test"), data=EnrollmentTokenCreate()
-        )
-        device = devices_service.enroll(
-            session, token=issued.token, data=EnrollRequest(name=name), ip=None, request_id=None
-        ).device
+        device = enroll_device(session, name=name).device
         device.status = DeviceStatus.ONLINE
         device.last_seen_at = utcnow() - timedelta(seconds=last_seen_seconds_ago)
         return device.id

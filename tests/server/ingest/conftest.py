@@ -20,13 +20,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from server.common.actor import Actor
 from server.core.config import Settings, get_settings
 from server.core.db import get_sessionmaker, session_scope
-from server.devices import service as devices_service
-from server.devices.schemas import EnrollmentTokenCreate, EnrollRequest
 from server.ingest.consumer import IngestConsumer
 from tests.conftest import EMBEDDED_MQTT_PORT, PROFILE
+from tests.factories import enroll_device
 from tests.processes import Mosquitto
 from tests.server.ingest.fleet import IngestProcess
 
@@ -60,18 +58,7 @@ def enroll(committed_db: Engine) -> Callable[[int], list[EnrolledDevice]]:
         devices = []
         with session_scope() as session:
             for _ in range(count):
-                issued = devices_service.create_enrollment_token(
-                    session,
-                    actor=Actor.system("test"),
-                    data=EnrollmentTokenCreate(cluster_id=cluster_id),
-                )
-                enrollment = devices_service.enroll(
-                    session,
-                    token=issued.token,
-                    data=EnrollRequest(name=f"pos-{secrets.token_hex(3)}"),
-                    ip=None,
-                    request_id=None,
-                )
+                enrollment = enroll_device(session, cluster_id=cluster_id)
                 devices.append(EnrolledDevice(str(enrollment.device.id), enrollment.credential))
         return devices
 

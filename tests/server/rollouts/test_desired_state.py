@@ -18,12 +18,11 @@ from edge_agent.protocol.topics import Channel, device_topic
 from server.common.actor import Actor
 from server.core.config import get_settings
 from server.core.db import session_scope
-from server.devices import service as devices_service
-from server.devices.schemas import EnrollmentTokenCreate, EnrollRequest
 from server.registry import service as registry_service
 from server.registry.schemas import ModelMetadata
 from server.rollouts import service as rollouts_service
 from server.rollouts.tasks import publish_desired
+from tests.factories import enroll_device
 
 MODEL = Path(__file__).resolve().parents[2] / "edge_agent" / "fixtures" / "models" / "mlp-1"
 METADATA = ModelMetadata(
@@ -98,16 +97,7 @@ def test_unknown_model_or_device_is_404(
 def test_desired_state_is_published_retained(committed_db: Engine) -> None:
     actor = Actor.system("test")
     with session_scope() as session:
-        issued = devices_service.create_enrollment_token(
-            session, actor=actor, data=EnrollmentTokenCreate()
-        )
-        device = devices_service.enroll(
-            session,
-            token=issued.token,
-            data=EnrollRequest(name="pos-r"),
-            ip=None,
-            request_id=None,
-        ).device
+        device = enroll_device(session, name="pos-r").device
         model = registry_service.register_model(
             session,
             actor=actor,

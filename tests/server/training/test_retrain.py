@@ -24,12 +24,11 @@ from server.anomalies.orm import EventKind, Label, ScoredEvent
 from server.anomalies.schemas import ChargebackCreate
 from server.common.actor import Actor
 from server.core.db import session_scope, utcnow
-from server.devices import service as devices_service
-from server.devices.schemas import EnrollmentTokenCreate, EnrollRequest
 from server.registry import service as registry_service
 from server.registry.orm import ModelStage
 from server.storage.service import get_object_store
 from server.training.tasks import retrain
+from tests.factories import enroll_device
 
 TRANSACTIONS = 4_000
 ACTOR = Actor.system("test")
@@ -102,16 +101,7 @@ def _seed() -> Seeded:
         else:
             samples.append(_wire(tx, features, flagged=False, rng=rng))
     with session_scope() as session:
-        issued = devices_service.create_enrollment_token(
-            session, actor=ACTOR, data=EnrollmentTokenCreate()
-        )
-        device = devices_service.enroll(
-            session,
-            token=issued.token,
-            data=EnrollRequest(name="pos-retrain"),
-            ip=None,
-            request_id=None,
-        ).device
+        device = enroll_device(session, name="pos-retrain").device
         for kind, events in ((EventKind.ANOMALY, anomalies), (EventKind.SAMPLE, samples)):
             rows = anomalies_service.event_rows(kind, device.id, None, utcnow(), events)
             assert anomalies_service.store_events(session, rows) == len(events)
