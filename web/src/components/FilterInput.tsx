@@ -5,7 +5,8 @@ interface Props {
   value: string;
   onCommit: (value: string) => void;
   placeholder?: string;
-  list?: string;
+  /** Values offered while typing (the input still accepts any text). */
+  suggestions?: readonly string[];
   /** Returns why a value cannot be used, or null; an invalid value is not committed. */
   validate?: (value: string) => string | null;
 }
@@ -13,7 +14,7 @@ interface Props {
 const DEBOUNCE_MS = 350;
 
 /** A text filter that applies itself after a pause in typing, or at once on Enter. */
-export function FilterInput({ label, value, onCommit, placeholder, list, validate }: Props) {
+export function FilterInput({ label, value, onCommit, placeholder, suggestions, validate }: Props) {
   const [draft, setDraft] = useState(value);
   const [synced, setSynced] = useState(value);
   const timer = useRef<number | undefined>(undefined);
@@ -42,7 +43,7 @@ export function FilterInput({ label, value, onCommit, placeholder, list, validat
         type="search"
         value={draft}
         placeholder={placeholder}
-        list={list}
+        list={suggestions === undefined ? undefined : `${id}-suggestions`}
         aria-invalid={problem !== null}
         aria-describedby={problem !== null ? `${id}-problem` : undefined}
         onChange={(event) => {
@@ -59,6 +60,13 @@ export function FilterInput({ label, value, onCommit, placeholder, list, validat
           }
         }}
       />
+      {suggestions !== undefined && (
+        <datalist id={`${id}-suggestions`}>
+          {suggestions.map((suggestion) => (
+            <option key={suggestion} value={suggestion} />
+          ))}
+        </datalist>
+      )}
       {problem !== null && (
         <span id={`${id}-problem`} className="field-problem small">
           {problem}

@@ -17,8 +17,10 @@ import { asApiError, unwrap, type ApiError } from "../api/errors";
 import { useCan, useSession } from "../auth/session";
 import { Empty, ErrorBanner, Loading, Notice } from "../components/Feedback";
 import { FilterInput } from "../components/FilterInput";
+import { FilterSelect } from "../components/FilterSelect";
 import { RequireRole } from "../components/RequireRole";
 import { Time } from "../components/Time";
+import { modelVersions } from "../lib/fleet";
 import { useApi } from "../lib/useApi";
 import { usePageTitle } from "../lib/usePageTitle";
 
@@ -30,6 +32,10 @@ const POLL_MS = 5000;
 const PAGE_SIZE = 50;
 const LABEL_FILTERS: LabelFilter[] = ["unlabelled", "confirmed_fraud", "false_positive"];
 const LABEL_TEXT: Record<Label, string> = { confirmed_fraud: "fraud", false_positive: "false positive" };
+const LABEL_OPTIONS = LABEL_FILTERS.map((value) => ({
+  value,
+  label: value === "unlabelled" ? "unlabelled" : LABEL_TEXT[value],
+}));
 
 interface Filters {
   device_id?: string;
@@ -375,35 +381,22 @@ export default function AnomaliesPage() {
           event.preventDefault();
         }}
       >
-        <label className="filter">
-          Device
-          <select
-            value={filters.device_id ?? ""}
-            onChange={(event) => {
-              setFilter("device_id", event.target.value);
-            }}
-          >
-            <option value="">any</option>
-            {(devices.data?.items ?? []).map((device) => (
-              <option key={device.id} value={device.id}>
-                {device.name}
-              </option>
-            ))}
-          </select>
-        </label>
+        <FilterSelect
+          label="Device"
+          value={filters.device_id ?? ""}
+          options={(devices.data?.items ?? []).map((device) => ({ value: device.id, label: device.name }))}
+          onChange={(value) => {
+            setFilter("device_id", value);
+          }}
+        />
         <FilterInput
           label="Model version"
           value={filters.model_version ?? ""}
-          list="anomaly-model-versions"
+          suggestions={modelVersions(summary.data)}
           onCommit={(value) => {
             setFilter("model_version", value);
           }}
         />
-        <datalist id="anomaly-model-versions">
-          {(summary.data?.by_model_version ?? []).map((model) =>
-            model.model_version === null ? null : <option key={model.model_version} value={model.model_version} />,
-          )}
-        </datalist>
         <FilterInput
           label="Score from"
           value={filters.min_score === undefined ? "" : String(filters.min_score)}
@@ -422,20 +415,14 @@ export default function AnomaliesPage() {
             setFilter("max_score", value);
           }}
         />
-        <label className="filter">
-          Label
-          <select
-            value={filters.label ?? ""}
-            onChange={(event) => {
-              setFilter("label", event.target.value);
-            }}
-          >
-            <option value="">any</option>
-            <option value="unlabelled">unlabelled</option>
-            <option value="confirmed_fraud">fraud</option>
-            <option value="false_positive">false positive</option>
-          </select>
-        </label>
+        <FilterSelect
+          label="Label"
+          value={filters.label ?? ""}
+          options={LABEL_OPTIONS}
+          onChange={(value) => {
+            setFilter("label", value);
+          }}
+        />
         <label className="filter">
           Scored from
           <input

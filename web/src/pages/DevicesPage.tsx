@@ -6,8 +6,10 @@ import { unwrap } from "../api/errors";
 import { LabelChips, StatusBadge } from "../components/Badges";
 import { Empty, ErrorBanner, Loading } from "../components/Feedback";
 import { FilterInput } from "../components/FilterInput";
+import { FilterSelect, plainOptions } from "../components/FilterSelect";
 import { PAGE_SIZES, Pager } from "../components/Pager";
 import { Time } from "../components/Time";
+import { modelVersions } from "../lib/fleet";
 import { useApi } from "../lib/useApi";
 import { usePageTitle } from "../lib/usePageTitle";
 
@@ -125,51 +127,30 @@ export default function DevicesPage() {
             setFilter("name_prefix", value);
           }}
         />
-        <label className="filter">
-          Status
-          <select
-            value={filters.status ?? ""}
-            onChange={(event) => {
-              setFilter("status", event.target.value);
-            }}
-          >
-            <option value="">any</option>
-            {STATUSES.map((status) => (
-              <option key={status} value={status}>
-                {status}
-              </option>
-            ))}
-          </select>
-        </label>
+        <FilterSelect
+          label="Status"
+          value={filters.status ?? ""}
+          options={plainOptions(STATUSES)}
+          onChange={(value) => {
+            setFilter("status", value);
+          }}
+        />
         <FilterInput
           label="Model version"
           value={filters.model_version ?? ""}
-          list="model-versions"
+          suggestions={modelVersions(summary.data)}
           onCommit={(value) => {
             setFilter("model_version", value);
           }}
         />
-        <datalist id="model-versions">
-          {(summary.data?.by_model_version ?? []).map((model) =>
-            model.model_version === null ? null : <option key={model.model_version} value={model.model_version} />,
-          )}
-        </datalist>
-        <label className="filter">
-          Cluster
-          <select
-            value={filters.cluster_id ?? ""}
-            onChange={(event) => {
-              setFilter("cluster_id", event.target.value);
-            }}
-          >
-            <option value="">any</option>
-            {(clusters.data?.items ?? []).map((cluster) => (
-              <option key={cluster.id} value={cluster.id}>
-                {cluster.name}
-              </option>
-            ))}
-          </select>
-        </label>
+        <FilterSelect
+          label="Cluster"
+          value={filters.cluster_id ?? ""}
+          options={(clusters.data?.items ?? []).map((cluster) => ({ value: cluster.id, label: cluster.name }))}
+          onChange={(value) => {
+            setFilter("cluster_id", value);
+          }}
+        />
         <FilterInput
           label="Label"
           value={filters.label ?? ""}

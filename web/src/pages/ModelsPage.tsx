@@ -8,6 +8,7 @@ import { useSearchParams } from "react-router";
 import { api, type Schemas } from "../api/client";
 import { unwrap } from "../api/errors";
 import { Empty, ErrorBanner, Loading } from "../components/Feedback";
+import { FilterSelect, plainOptions } from "../components/FilterSelect";
 import { Time } from "../components/Time";
 import { useApi } from "../lib/useApi";
 import { usePageTitle } from "../lib/usePageTitle";
@@ -199,22 +200,15 @@ export default function ModelsPage() {
           event.preventDefault();
         }}
       >
-        <label className="filter filter-fixed">
-          Stage
-          <select
-            value={stage ?? ""}
-            onChange={(event) => {
-              setParam("stage", event.target.value);
-            }}
-          >
-            <option value="">any</option>
-            {STAGES.map((value) => (
-              <option key={value} value={value}>
-                {value}
-              </option>
-            ))}
-          </select>
-        </label>
+        <FilterSelect
+          label="Stage"
+          className="filter filter-fixed"
+          value={stage ?? ""}
+          options={plainOptions(STAGES)}
+          onChange={(value) => {
+            setParam("stage", value);
+          }}
+        />
       </form>
 
       {models.error !== undefined && <ErrorBanner error={models.error} onRetry={models.reload} />}
