@@ -62,6 +62,27 @@ def create_celery_app() -> Celery:
                 "schedule": float(settings.devices.heartbeat_interval_seconds),
                 "options": {"expires": float(settings.devices.heartbeat_interval_seconds)},
             },
+            "rollouts-tick": {
+                "task": "rollouts.tick",
+                "schedule": settings.rollouts.tick_seconds,
+                "options": {"expires": settings.rollouts.tick_seconds},
+            },
+            "training-check-drift": {
+                "task": "training.check_drift",
+                "schedule": settings.training.drift_check_seconds,
+                "options": {"expires": settings.training.drift_check_seconds},
+            },
+            **(
+                {
+                    "training-scheduled-retrain": {
+                        "task": "training.scheduled_retrain",
+                        "schedule": settings.training.schedule_hours * 3600,
+                        "options": {"expires": settings.training.schedule_hours * 3600},
+                    }
+                }
+                if settings.training.schedule_hours
+                else {}
+            ),
             # Repairs the broker's files should an enqueue after enrollment have been lost.
             "broker-sync-auth-files": {
                 "task": "broker.sync_auth_files",

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from edge_agent.protocol.artifact import ModelManifest
 from server.common.actor import Actor
 from server.devices import service as devices_service
 from server.devices.schemas import EnrollmentTokenCreate, EnrollRequest
+from server.registry import service as registry_service
+from server.registry.orm import ModelVersion
+from server.registry.schemas import ModelMetadata
 
 TEST_ACTOR = Actor.system("test")
 
@@ -33,4 +38,29 @@ def enroll_device(
         data=EnrollRequest(name=name or f"pos-{secrets.token_hex(3)}"),
         ip="127.0.0.1",
         request_id=None,
+    )
+
+
+FIXTURE_MODELS = Path(__file__).resolve().parent / "edge_agent" / "fixtures" / "models"
+
+
+def register_fixture_model(
+    session: Session, *, fixture: str = "mlp-1", threshold: float | None = None
+) -> ModelVersion:
+    """A fixture model registered (checked, signed, stored) as a candidate; its own
+    threshold unless one is given."""
+    folder = FIXTURE_MODELS / fixture
+    manifest = ModelManifest.model_validate_json((folder / "manifest.json").read_bytes())
+    return registry_service.register_model(
+        session,
+        actor=TEST_ACTOR,
+        model_bytes=(folder / "model.tflite").read_bytes(),
+        metadata=ModelMetadata(
+            feature_spec_version=manifest.feature_spec_version,
+            threshold=manifest.threshold if threshold is None else threshold,
+            training_start=manifest.training_data.start,
+            training_end=manifest.training_data.end,
+            training_rows=manifest.training_data.rows,
+        ),
+        source="test",
     )

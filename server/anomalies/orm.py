@@ -70,7 +70,7 @@ class ScoredEvent(Base):
     amount: Mapped[float] = mapped_column(Float)
     currency: Mapped[str] = mapped_column(String(3))
     merchant_category: Mapped[str] = mapped_column(String(4))
-    transaction_at: Mapped[datetime]
+    transaction_at: Mapped[datetime] = mapped_column(index=True)
     latitude: Mapped[float] = mapped_column(Float)
     longitude: Mapped[float] = mapped_column(Float)
     label: Mapped[Label | None] = mapped_column(str_enum(Label, "event_label"))

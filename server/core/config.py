@@ -206,6 +206,111 @@ class WebSettings(BaseModel):
     )
 
 
+class RolloutSettings(BaseModel):
+    tick_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often the worker analyses running rollouts and moves them on.",
+    )
+    auto_start: bool = Field(
+        default=False,
+        description="Start a rollout (default steps, all devices) for every candidate "
+        "that retraining registers.",
+    )
+
+
+class TrainingSettings(BaseModel):
+    """Retraining from fleet data: when it runs and the gate a candidate must pass."""
+
+    schedule_hours: float = Field(
+        default=24.0, ge=0, description="Retrain on this period; 0 switches the schedule off."
+    )
+    drift_check_seconds: float = Field(
+        default=600.0, gt=0, description="How often the fleet's data is checked for drift."
+    )
+    model_name: str = Field(
+        default="fraud",
+        min_length=1,
+        max_length=48,
+        description="The model name retraining trains.",
+    )
+    window_days: float = Field(
+        default=30.0, gt=0, description="A retrain without a window trains on these last days."
+    )
+    gate_pr_auc_margin: float = Field(
+        default=0.01,
+        ge=0,
+        description="The gate refuses a candidate whose PR-AUC is below the stable model's by "
+        "more than this, on the same held-out slice.",
+    )
+    gate_recall_margin: float = Field(
+        default=0.02,
+        ge=0,
+        description="The gate refuses a candidate whose recall at gate_false_positive_rate is "
+        "below the stable model's by more than this.",
+    )
+    gate_false_positive_rate: float = Field(
+        default=0.01, gt=0, lt=1, description="The false-positive rate the gate reads recall at."
+    )
+    stale_run_hours: float = Field(
+        default=2.0,
+        gt=0,
+        description="A run still running after this long is presumed dead and may be taken over.",
+    )
+    drift_window_minutes: float = Field(
+        default=60.0, gt=0, description="The recent window the drift check reads."
+    )
+    drift_min_samples: int = Field(
+        default=500, ge=1, description="Fewer fleet samples than this in a window: no PSI verdict."
+    )
+    drift_max_samples: int = Field(
+        default=20_000, ge=1, description="At most this many recent samples are read per check."
+    )
+    drift_psi_threshold: float = Field(
+        default=0.2, gt=0, description="PSI above this on any feature is a significant shift."
+    )
+    drift_profile_bins: int = Field(
+        default=10, ge=2, le=100, description="Quantile bins of a model's feature profile."
+    )
+    flag_rate_reference_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="The recent flag rate is compared with the stable model's flag rate over "
+        "these hours before the recent window.",
+    )
+    flag_rate_min_scored: int = Field(
+        default=1_000,
+        ge=1,
+        description="Fewer scored transactions than this in either window: no flag-rate verdict.",
+    )
+    flag_rate_max_ratio: float = Field(
+        default=2.0,
+        gt=1,
+        description="The flag rate changing by more than this factor (up or down) is drift.",
+    )
+    precision_window_hours: float = Field(
+        default=168.0,
+        gt=0,
+        description="Labelled anomalies of the stable model in these last hours give its "
+        "recent precision (labels arrive late, hence the longer window).",
+    )
+    precision_min_labelled: int = Field(
+        default=30, ge=1, description="Fewer labelled anomalies than this: no precision verdict."
+    )
+    precision_max_drop: float = Field(
+        default=0.2,
+        gt=0,
+        le=1,
+        description="Precision on labelled anomalies this far below the model's test precision "
+        "is drift.",
+    )
+    drift_cooldown_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="After a drift-triggered run, drift does not trigger another for this long.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="EDGEPLANE_",
@@ -232,6 +337,8 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     ingest: IngestSettings = IngestSettings()
     web: WebSettings = WebSettings()
+    rollouts: RolloutSettings = RolloutSettings()
+    training: TrainingSettings = TrainingSettings()
 
     @model_validator(mode="after")
     def _check_profile(self) -> Self:

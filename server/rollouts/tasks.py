@@ -1,4 +1,4 @@
-"""Publishing desired states to devices, after the transaction that changed them."""
+"""Rollout work run by the worker: publishing desired states, and moving rollouts on."""
 
 from __future__ import annotations
 
@@ -28,3 +28,23 @@ def publish_desired(device_ids: list[str]) -> int:
     published = publish_retained(get_settings(), rollouts_service.retained_payloads(messages))
     logger.info("published the desired state of %d devices", published)
     return published
+
+
+@celery_app.task(name="rollouts.tick", **idempotent_task)
+def tick() -> dict[str, str]:
+    """Analyse every running rollout once and act on each verdict, each in its own
+    transaction, so one rollout's trouble never holds up another."""
+    with session_scope() as session:
+        rollout_ids = rollouts_service.running_rollout_ids(session)
+    verdicts: dict[str, str] = {}
+    for rollout_id in rollout_ids:
+        try:
+            with session_scope() as session:
+                analysis = rollouts_service.advance_by_id(session, rollout_id)
+        except Exception:
+            logger.exception("rollout %s could not be advanced", rollout_id)
+            verdicts[str(rollout_id)] = "error"
+            continue
+        if analysis is not None:
+            verdicts[str(rollout_id)] = analysis.verdict
+    return verdicts
