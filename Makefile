@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck pytest install clean
+.PHONY: run serve test lint typecheck pytest install clean
 
 # The dashboard (web/), when there is one: its packages (npm ci, redone when the lock
 # file changes) and its build into web/dist (redone when a source changes).
@@ -35,7 +35,12 @@ web/dist/index.html: web/node_modules/.installed $(WEB_SOURCES)
 
 install: $(STAMP) $(WEB)
 
+# The whole loop on one machine; DEMO_FLAGS="--bad-model" adds an automatic rollback.
 run: $(STAMP) $(WEB)
+	$(BIN)/edgeplane demo $(DEMO_FLAGS)
+
+# Only the control plane (embedded profile), with its broker, worker and ingest.
+serve: $(STAMP) $(WEB)
 	$(BIN)/edgeplane serve
 
 lint: $(STAMP)

@@ -23,6 +23,7 @@ from server.health import router as health
 from server.ingest import router as ingest
 from server.registry import router as registry
 from server.rollouts import router as rollouts
+from server.training import router as training
 
 API_PREFIX = "/api/v1"
 
@@ -56,6 +57,7 @@ def build_router() -> APIRouter:
     authenticated.include_router(ingest.router)
     authenticated.include_router(registry.router)
     authenticated.include_router(rollouts.router)
+    authenticated.include_router(training.router)
     root.include_router(authenticated)
 
     agent = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_device)])

@@ -84,7 +84,7 @@ def serve(
         if settings.is_embedded:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             migrate("head")
-            _ensure_first_admin()
+            ensure_first_admin()
         if settings.run_embedded_broker:
             children.start("mqtt broker", "mqtt-broker")
         if with_worker if with_worker is not None else settings.is_embedded:
@@ -103,7 +103,7 @@ def serve(
         )
 
 
-def _ensure_first_admin() -> None:
+def ensure_first_admin() -> None:
     """On an empty database, create `admin` with a random password and say where it is."""
     from server.auth import service as auth_service
     from server.auth.schemas import UserCreate
@@ -132,6 +132,51 @@ def _ensure_first_admin() -> None:
 
 
 @app.command()
+def demo(
+    devices: Annotated[int, typer.Option(min=1, max=50, help="Simulated points of sale.")] = 6,
+    clusters: Annotated[int, typer.Option(min=1, max=3, help="Simulated K3s clusters.")] = 3,
+    rate: Annotated[
+        float, typer.Option(min=0.1, max=50, help="Transactions per second per device.")
+    ] = 0.5,
+    history: Annotated[
+        str, typer.Option(help="Simulated past each device scores first, e.g. 6h.")
+    ] = "6h",
+    drift_after: Annotated[
+        str, typer.Option(help="When the new fraud pattern starts, e.g. 5m, 90s.")
+    ] = "5m",
+    drift_rate: Annotated[
+        float, typer.Option(min=0.0, max=0.3, help="Share of traffic that is the new fraud.")
+    ] = 0.05,
+    bad_model: Annotated[
+        bool, typer.Option("--bad-model", help="Also roll out a model that flags everything.")
+    ] = False,
+    port: Annotated[int, typer.Option(help="Port of the API and dashboard.")] = 8000,
+    data_dir: Annotated[
+        Path, typer.Option(help="Scratch folder for the demo; emptied at each start.")
+    ] = Path("var/demo"),
+) -> None:
+    """The whole loop on this machine: control plane, fleet, drift, retraining, rollouts."""
+    from edge_agent.simulator.cli import parse_duration
+    from server.demo import DemoOptions
+    from server.demo import run as run_demo
+
+    run_demo(
+        DemoOptions(
+            devices=devices,
+            clusters=clusters,
+            rate=rate,
+            history=parse_duration(history),
+            drift_after=parse_duration(drift_after),
+            drift_rate=drift_rate,
+            bad_model=bad_model,
+            port=port,
+            data_dir=data_dir,
+        ),
+        console,
+    )
+
+
+@app.command()
 def worker(
     beat: Annotated[bool, typer.Option(help="Run the beat scheduler in this process too.")] = False,
     concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
@@ -143,6 +188,7 @@ def worker(
 
     argv = ["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}"]
     if beat:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
         argv += ["--beat", f"--schedule={settings.data_dir / 'celerybeat-schedule'}"]
     celery_app.worker_main(argv)
 

@@ -121,10 +121,14 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_scored_events_transaction_at"), ["transaction_at"], unique=False
         )
+        batch_op.create_index(
+            "ix_scored_events_kind_scored_at", ["kind", "scored_at"], unique=False
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("scored_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_scored_events_kind_scored_at")
         batch_op.drop_index(batch_op.f("ix_scored_events_transaction_at"))
 
     with op.batch_alter_table("rollout_events", schema=None) as batch_op:

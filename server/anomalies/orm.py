@@ -44,6 +44,7 @@ class ScoredEvent(Base):
     __table_args__ = (
         UniqueConstraint("device_id", "event_id"),
         Index("ix_scored_events_kind_id", "kind", "id"),
+        Index("ix_scored_events_kind_scored_at", "kind", "scored_at"),
     )
 
     id: Mapped[int] = mapped_column(

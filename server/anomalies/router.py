@@ -17,12 +17,14 @@ from server.anomalies.deps import StreamSessions
 from server.anomalies.exceptions import ChargebackFileInvalid
 from server.anomalies.orm import EventKind, ScoredEvent
 from server.anomalies.schemas import (
+    AnomalyRate,
     BulkLabelResult,
     BulkLabelUpdate,
     ChargebackImport,
     ChargebackReport,
     LabelFilter,
     LabelUpdate,
+    RatePoint,
     ScoredEventList,
     ScoredEventRead,
     TransactionRead,
@@ -186,6 +188,20 @@ async def stream_anomalies(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+@router.get("/anomalies/rate", operation_id="anomalies-rate", response_model=AnomalyRate)
+def anomaly_rate(
+    session: SessionDep,
+    _: ViewerActor,
+    minutes: Annotated[int, Query(ge=1, le=1440, description="How many minutes back.")] = 60,
+) -> AnomalyRate:
+    """Anomalies per minute over the last minutes, by scoring time, zero-filled."""
+    points = [
+        RatePoint(minute=minute, count=count)
+        for minute, count in anomalies_service.anomaly_rate(session, minutes=minutes)
+    ]
+    return AnomalyRate(minutes=minutes, total=sum(p.count for p in points), points=points)
 
 
 @router.get("/anomalies/{anomaly_id}", operation_id="anomalies-get", response_model=ScoredEventRead)

@@ -91,3 +91,16 @@ class ChargebackReport(ReadModel):
         description="Transaction ids no device reported (the model missed them, or they were "
         "not sampled)."
     )
+
+
+class RatePoint(ReadModel):
+    minute: datetime = Field(description="The start of the minute (UTC).")
+    count: int
+
+
+class AnomalyRate(ReadModel):
+    """Anomalies per minute by scoring time, oldest first; the newest minute is in progress."""
+
+    minutes: int
+    total: int
+    points: list[RatePoint]

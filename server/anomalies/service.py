@@ -13,7 +13,7 @@ import struct
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import func, select, update
@@ -458,3 +458,42 @@ def import_chargebacks(
         events_labelled=labelled,
         unmatched=unmatched,
     )
+
+
+def _minute_bucket(session: Session) -> Any:
+    """The scoring minute of an event, as the database can group it."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.date_trunc("minute", ScoredEvent.scored_at)
+    return func.strftime("%Y-%m-%d %H:%M", ScoredEvent.scored_at)
+
+
+def _as_minute(value: datetime | str) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def anomaly_rate(
+    session: Session, *, minutes: int, now: datetime | None = None
+) -> list[tuple[datetime, int]]:
+    """Anomalies scored in each of the last ``minutes`` minutes (the current one included),
+    oldest first, minutes without any counted as zero."""
+    end = (now or utcnow()).astimezone(UTC).replace(second=0, microsecond=0)
+    start = end - timedelta(minutes=minutes - 1)
+    bucket = _minute_bucket(session).label("minute")
+    rows = session.execute(
+        select(bucket, func.count())
+        .where(
+            ScoredEvent.kind == EventKind.ANOMALY,
+            ScoredEvent.scored_at >= start,
+            ScoredEvent.scored_at < end + timedelta(minutes=1),
+        )
+        .group_by(bucket)
+    )
+    counts = {_as_minute(minute): int(count) for minute, count in rows}
+    return [
+        (minute, counts.get(minute, 0))
+        for minute in (start + timedelta(minutes=offset) for offset in range(minutes))
+    ]

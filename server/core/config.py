@@ -191,6 +191,9 @@ class DeviceSettings(BaseModel):
 
 class LogSettings(BaseModel):
     level: str = Field(default="INFO", description="Root log level.")
+    file: Path | None = Field(
+        default=None, description="Append log lines to this file instead of standard error."
+    )
     json_format: bool = Field(
         default=False,
         alias="json",
@@ -214,8 +217,16 @@ class RolloutSettings(BaseModel):
     )
     auto_start: bool = Field(
         default=False,
-        description="Start a rollout (default steps, all devices) for every candidate "
-        "that retraining registers.",
+        description="Start a rollout on all devices for every candidate that retraining "
+        "registers, with the steps below.",
+    )
+    auto_step_percents: list[float] = Field(
+        default=[5.0, 25.0, 50.0, 100.0],
+        min_length=1,
+        description="Steps of an automatic rollout, in percent of the target.",
+    )
+    auto_soak_seconds: int = Field(
+        default=300, ge=0, description="Soak of each step of an automatic rollout."
     )
 
 
@@ -303,6 +314,18 @@ class TrainingSettings(BaseModel):
         le=1,
         description="Precision on labelled anomalies this far below the model's test precision "
         "is drift.",
+    )
+    recall_min_fraud: int = Field(
+        default=20,
+        ge=1,
+        description="Fewer labelled frauds (flagged or charged back) than this in the "
+        "precision window: no recall verdict.",
+    )
+    recall_max_drop: float = Field(
+        default=0.25,
+        gt=0,
+        le=1,
+        description="Estimated recall this far below the model's test recall is drift.",
     )
     drift_cooldown_hours: float = Field(
         default=24.0,

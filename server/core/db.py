@@ -92,7 +92,13 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _configure_sqlite_connection)
-        event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN"))
+        # IMMEDIATE: take the write lock when the transaction begins. A deferred
+        # transaction that reads, then writes after another process has written, fails at
+        # once with "database is locked" (busy_timeout cannot help it); an immediate one
+        # waits its turn. Transactions are kept short, so the wait is short too.
+        event.listen(
+            engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE")
+        )
         return engine
     return create_engine(
         url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
@@ -146,6 +152,7 @@ ORM_MODULES = (
     "server.ingest.orm",
     "server.registry.orm",
     "server.rollouts.orm",
+    "server.training.orm",
 )
 
 

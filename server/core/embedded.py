@@ -6,12 +6,14 @@ Each runs as a child process of ``edgeplane serve`` and is stopped with it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType, TracebackType
 
 logger = logging.getLogger(__name__)
@@ -61,11 +63,20 @@ class ChildProcesses:
             signal.Handlers | Callable[[int, FrameType | None], object] | int | None
         ) = None
 
-    def start(self, name: str, *args: str) -> None:
+    def start(self, name: str, *args: str, output: Path | None = None) -> None:
+        """Run ``edgeplane <args>``; its standard output and error go to ``output`` if given."""
         command = [sys.executable, "-m", "server.cli", *args]
-        # A session of its own: Ctrl-C reaches only `serve`, which then stops the children
-        # in order, and a child's own subprocesses can be killed with it as a group.
-        process = subprocess.Popen(command, env=os.environ.copy(), start_new_session=True)  # noqa: S603
+        with contextlib.ExitStack() as stack:
+            sink = stack.enter_context(output.open("ab")) if output is not None else None
+            # A session of its own: Ctrl-C reaches only `serve`, which then stops the
+            # children in order, and a child's own subprocesses can be killed with it.
+            process = subprocess.Popen(  # noqa: S603
+                command,
+                env=os.environ.copy(),
+                start_new_session=True,
+                stdout=sink,
+                stderr=subprocess.STDOUT if sink is not None else None,
+            )
         logger.info("started %s (pid %d)", name, process.pid)
         self.children.append((name, process))
 

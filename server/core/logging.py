@@ -12,7 +12,12 @@ from server.core.config import Settings
 
 
 def configure_logging(settings: Settings) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler: logging.Handler
+    if settings.log.file is not None:
+        settings.log.file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(settings.log.file)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(CorrelationIdFilter(uuid_length=32, default_value="-"))
     if settings.json_logs:
         handler.setFormatter(

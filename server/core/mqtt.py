@@ -14,6 +14,10 @@ from server.core.config import Settings
 logger = logging.getLogger(__name__)
 
 
+# Published but not yet acknowledged, at most: below the 65,535 MQTT message ids.
+_MAX_UNACKED = 50_000
+
+
 class PublishError(RuntimeError):
     """The broker refused the control plane, or did not acknowledge in time."""
 
@@ -44,7 +48,16 @@ def publish_retained(
         raise PublishError(f"cannot reach the MQTT broker: {exc}") from exc
     client.loop_start()
     try:
-        infos = [client.publish(topic, payload, qos=1, retain=True) for topic, payload in messages]
+        infos: list[mqtt.MQTTMessageInfo] = []
+        for topic, payload in messages:
+            if len(infos) >= _MAX_UNACKED:
+                # Message ids are 16 bits: paho refuses (ERR_QUEUE_SIZE) a message whose id
+                # is still awaiting its acknowledgement, so fewer than 65,535 may be pending.
+                oldest = infos[-_MAX_UNACKED]
+                oldest.wait_for_publish(timeout=timeout)
+                if not oldest.is_published():
+                    raise PublishError(f"the broker did not acknowledge a message (rc {oldest.rc})")
+            infos.append(client.publish(topic, payload, qos=1, retain=True))
         deadline = time.monotonic() + timeout
         for info in infos:
             remaining = deadline - time.monotonic()

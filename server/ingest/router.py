@@ -10,8 +10,17 @@ from server.auth.deps import ViewerActor
 from server.common.pagination import PageParams, page_params
 from server.core.db import SessionDep
 from server.core.errors import InvalidInput
+from server.devices.deps import DeviceDep
 from server.ingest import service as ingest_service
-from server.ingest.schemas import DeadLetterCounts, DeadLetterDetail, DeadLetterList, DeadLetterRead
+from server.ingest.orm import TelemetryWindow
+from server.ingest.schemas import (
+    DeadLetterCounts,
+    DeadLetterDetail,
+    DeadLetterList,
+    DeadLetterRead,
+    DeviceTelemetry,
+    TelemetryPoint,
+)
 
 router = APIRouter(tags=["ingest"])
 
@@ -63,4 +72,39 @@ def get_dead_letter(session: SessionDep, _: ViewerActor, dead_letter_id: int) ->
         **DeadLetterRead.model_validate(record).model_dump(),
         payload_base64=base64.b64encode(record.payload).decode(),
         payload_text=text,
+    )
+
+
+def _telemetry_point(window: TelemetryWindow) -> TelemetryPoint:
+    depth = window.outbox.get("depth")
+    return TelemetryPoint(
+        sent_at=window.sent_at,
+        window_seconds=window.window_seconds,
+        model_version=window.model_version,
+        scored=window.scored,
+        flagged=window.flagged,
+        flag_rate=window.flagged / window.scored if window.scored else None,
+        inference_errors=window.inference_errors,
+        model_load_failures=window.model_load_failures,
+        latency_p50_ms=window.latency_p50_ms,
+        latency_p95_ms=window.latency_p95_ms,
+        outbox_depth=depth if isinstance(depth, int) else None,
+    )
+
+
+@router.get(
+    "/devices/{device_id}/telemetry",
+    operation_id="ingest-device-telemetry",
+    response_model=DeviceTelemetry,
+)
+def device_telemetry(
+    session: SessionDep,
+    _: ViewerActor,
+    device: DeviceDep,
+    minutes: Annotated[int, Query(ge=1, le=10_080, description="How many minutes back.")] = 60,
+) -> DeviceTelemetry:
+    """The device's telemetry windows, oldest first: latency, flag rate, outbox depth."""
+    windows = ingest_service.device_telemetry(session, device.id, minutes=minutes)
+    return DeviceTelemetry(
+        device_id=device.id, minutes=minutes, items=[_telemetry_point(w) for w in windows]
     )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 from pydantic import Field
@@ -30,3 +31,25 @@ class DeadLetterList(ReadModel):
 
 class DeadLetterCounts(ReadModel):
     by_reason: dict[str, int]
+
+
+class TelemetryPoint(ReadModel):
+    """One telemetry window of a device, as the charts of its page show it."""
+
+    sent_at: datetime
+    window_seconds: float
+    model_version: str | None
+    scored: int
+    flagged: int
+    flag_rate: float | None = Field(description="flagged / scored; null when nothing was scored.")
+    inference_errors: int
+    model_load_failures: int
+    latency_p50_ms: float
+    latency_p95_ms: float
+    outbox_depth: int | None = Field(description="Entries waiting in the device's outbox.")
+
+
+class DeviceTelemetry(ReadModel):
+    device_id: uuid.UUID
+    minutes: int
+    items: list[TelemetryPoint] = Field(description="Oldest first; at most the newest 500.")

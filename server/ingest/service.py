@@ -11,7 +11,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -26,6 +26,7 @@ from edge_agent.protocol.topics import INGESTED, Channel, parse_device_topic
 from server.anomalies import service as anomalies_service
 from server.anomalies.orm import EventKind
 from server.common.pagination import PageParams, paginate
+from server.core.db import utcnow
 from server.devices import service as devices_service
 from server.ingest.exceptions import DeadLetterNotFound
 from server.ingest.orm import DeadLetter, TelemetryWindow
@@ -411,3 +412,21 @@ def model_totals(
         )
         for version, devices, windows, scored, flagged, errors, failures, latency in rows
     ]
+
+
+DEVICE_TELEMETRY_LIMIT = 500
+
+
+def device_telemetry(
+    session: Session, device_id: uuid.UUID, *, minutes: int, now: datetime | None = None
+) -> list[TelemetryWindow]:
+    """A device's telemetry windows sent in the last ``minutes``, oldest first (at most
+    the newest :data:`DEVICE_TELEMETRY_LIMIT`)."""
+    since = (now or utcnow()) - timedelta(minutes=minutes)
+    newest = session.scalars(
+        select(TelemetryWindow)
+        .where(TelemetryWindow.device_id == device_id, TelemetryWindow.sent_at >= since)
+        .order_by(TelemetryWindow.sent_at.desc(), TelemetryWindow.id.desc())
+        .limit(DEVICE_TELEMETRY_LIMIT)
+    )
+    return list(reversed(list(newest)))

@@ -44,9 +44,6 @@ class CohortNumbers:
         return self.confirmed_fraud / self.labelled if self.labelled else 0.0
 
 
-EMPTY = CohortNumbers(0, 0, 0, 0, 0, 0.0, 0, 0)
-
-
 def _load_failures(canary: CohortNumbers, limits: AnalysisThresholds) -> MetricCheck:
     return MetricCheck(
         metric="model_load_failures",

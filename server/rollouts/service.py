@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import Select, case, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from edge_agent.protocol.artifact import MANIFEST_FILE, MODEL_FILE
@@ -40,7 +40,7 @@ from server.devices.orm import Device, DeviceStatus
 from server.ingest.orm import TelemetryWindow
 from server.registry import service as registry_service
 from server.registry.orm import ModelStage
-from server.rollouts.analysis import EMPTY, CohortNumbers, analyse
+from server.rollouts.analysis import CohortNumbers, analyse
 from server.rollouts.exceptions import RolloutConflict, RolloutNotFound, RolloutStateError
 from server.rollouts.orm import (
     DesiredState,
@@ -383,16 +383,88 @@ def start_rollout(session: Session, *, actor: Actor, data: RolloutCreate) -> Rol
     return rollout
 
 
+def start_automatic_rollout(session: Session, *, actor: Actor, model_id: uuid.UUID) -> Rollout:
+    """A rollout to every device with the steps in settings, for a freshly retrained model."""
+    settings = get_settings().rollouts
+    soak = settings.auto_soak_seconds
+    steps = [RolloutStep(percent=p, soak_seconds=soak) for p in settings.auto_step_percents]
+    return start_rollout(session, actor=actor, data=RolloutCreate(model_id=model_id, steps=steps))
+
+
 # Rollouts: analysis and decisions
 
 
-def _labelled(
-    session: Session, *, device_ids: Sequence[uuid.UUID], model_version: str, since: datetime
-) -> tuple[int, int]:
-    """(confirmed fraud, false positives) among anomalies these devices flagged with a model."""
-    fraud = fp = 0
-    for chunk in _chunks(device_ids):
-        row = session.execute(
+def _cohort_query(rollout: Rollout) -> Select[uuid.UUID]:
+    """Devices this rollout has assigned its model to, as a subquery."""
+    return select(DesiredState.device_id).where(
+        DesiredState.rollout_id == rollout.id, DesiredState.model_id == rollout.model_id
+    )
+
+
+def _stable_side(session: Session, rollout: Rollout) -> Select[uuid.UUID] | list[uuid.UUID]:
+    """The target's devices outside the cohort: a subquery where SQL can say which devices
+    a target names, else (label selectors) the list."""
+    target = RolloutTarget.model_validate(rollout.target)
+    if target.kind is TargetKind.SELECTOR:
+        cohort = set(_cohort_ids(session, rollout))
+        return [d for d in target_device_ids(session, target) if d not in cohort]
+    statement = select(Device.id).where(
+        Device.status != DeviceStatus.REVOKED, Device.id.not_in(_cohort_query(rollout))
+    )
+    if target.kind is TargetKind.CLUSTERS:
+        statement = statement.where(Device.cluster_id.in_(target.cluster_ids))
+    return statement
+
+
+def _device_filters(column: Any, devices: Select[uuid.UUID] | Sequence[uuid.UUID]) -> Iterator[Any]:
+    """``column IN devices``: one condition for a subquery, one per chunk for a list."""
+    if isinstance(devices, Select):
+        yield column.in_(devices)
+        return
+    for chunk in _chunks(devices):
+        yield column.in_(chunk)
+
+
+def _cohort_numbers(
+    session: Session,
+    *,
+    devices: Select[uuid.UUID] | Sequence[uuid.UUID],
+    model_version: str,
+    since: datetime,
+    count_all_load_failures: bool,
+) -> CohortNumbers:
+    """Telemetry and labels of ``devices`` on ``model_version`` since ``since``, summed
+    by the database. Load failures are counted across every version when asked: a device
+    that cannot load the new model keeps reporting on the old one."""
+    devices_on_model = scored = flagged = errors = failures = 0
+    latency_weighted = 0.0
+    fraud = false_positives = 0
+    for condition in _device_filters(TelemetryWindow.device_id, devices):
+        rows = session.execute(
+            select(
+                TelemetryWindow.model_version,
+                func.count(func.distinct(TelemetryWindow.device_id)),
+                func.sum(TelemetryWindow.scored),
+                func.sum(TelemetryWindow.flagged),
+                func.sum(TelemetryWindow.inference_errors),
+                func.sum(TelemetryWindow.model_load_failures),
+                func.sum(TelemetryWindow.latency_p95_ms * TelemetryWindow.scored),
+            )
+            .where(TelemetryWindow.sent_at >= since, condition)
+            .group_by(TelemetryWindow.model_version)
+        )
+        for version, n_devices, n_scored, n_flagged, n_errors, n_failures, weighted in rows:
+            if count_all_load_failures or version == model_version:
+                failures += int(n_failures or 0)
+            if version != model_version:
+                continue
+            devices_on_model += int(n_devices)
+            scored += int(n_scored or 0)
+            flagged += int(n_flagged or 0)
+            errors += int(n_errors or 0)
+            latency_weighted += float(weighted or 0.0)
+    for condition in _device_filters(ScoredEvent.device_id, devices):
+        labelled = session.execute(
             select(
                 func.count(case((ScoredEvent.label == Label.CONFIRMED_FRAUD, 1))),
                 func.count(case((ScoredEvent.label == Label.FALSE_POSITIVE, 1))),
@@ -400,55 +472,13 @@ def _labelled(
                 ScoredEvent.kind == EventKind.ANOMALY,
                 ScoredEvent.model_version == model_version,
                 ScoredEvent.scored_at >= since,
-                ScoredEvent.device_id.in_(chunk),
+                condition,
             )
         ).one()
-        fraud += int(row[0])
-        fp += int(row[1])
-    return fraud, fp
-
-
-def _cohort_numbers(
-    session: Session,
-    *,
-    device_ids: Sequence[uuid.UUID],
-    model_version: str,
-    since: datetime,
-    count_all_load_failures: bool,
-) -> CohortNumbers:
-    """Telemetry of ``device_ids`` on ``model_version`` since ``since``. Load failures are
-    counted across every version when asked: a device that cannot load the new model
-    keeps reporting on the old one."""
-    devices: set[uuid.UUID] = set()
-    scored = flagged = errors = failures = 0
-    latency_weighted = 0.0
-    for chunk in _chunks(device_ids):
-        rows = session.execute(
-            select(
-                TelemetryWindow.device_id,
-                TelemetryWindow.model_version,
-                TelemetryWindow.scored,
-                TelemetryWindow.flagged,
-                TelemetryWindow.inference_errors,
-                TelemetryWindow.model_load_failures,
-                TelemetryWindow.latency_p95_ms,
-            ).where(TelemetryWindow.sent_at >= since, TelemetryWindow.device_id.in_(chunk))
-        )
-        for device_id, version, n_scored, n_flagged, n_errors, n_failures, p95 in rows:
-            if count_all_load_failures or version == model_version:
-                failures += n_failures
-            if version != model_version:
-                continue
-            devices.add(device_id)
-            scored += n_scored
-            flagged += n_flagged
-            errors += n_errors
-            latency_weighted += p95 * n_scored
-    fraud, false_positives = _labelled(
-        session, device_ids=device_ids, model_version=model_version, since=since
-    )
+        fraud += int(labelled[0])
+        false_positives += int(labelled[1])
     return CohortNumbers(
-        devices=len(devices),
+        devices=devices_on_model,
         scored=scored,
         flagged=flagged,
         inference_errors=errors,
@@ -463,10 +493,12 @@ def analyse_rollout(session: Session, rollout: Rollout, *, now: datetime) -> Ana
     """Canary devices on the new model against the rest of the target on the stable one,
     over telemetry sent since the rollout started."""
     model = registry_service.get_model(session, rollout.model_id)
-    cohort = _cohort_ids(session, rollout)
+    cohort_size = int(
+        session.scalar(select(func.count()).select_from(_cohort_query(rollout).subquery())) or 0
+    )
     canary = _cohort_numbers(
         session,
-        device_ids=cohort,
+        devices=_cohort_query(rollout),
         model_version=model.label,
         since=rollout.created_at,
         count_all_load_failures=True,
@@ -474,24 +506,12 @@ def analyse_rollout(session: Session, rollout: Rollout, *, now: datetime) -> Ana
     stable = None
     if rollout.baseline_model_id is not None:
         baseline = registry_service.get_model(session, rollout.baseline_model_id)
-        in_cohort = set(cohort)
-        others = [
-            device_id
-            for device_id in target_device_ids(
-                session, RolloutTarget.model_validate(rollout.target)
-            )
-            if device_id not in in_cohort
-        ]
-        stable = (
-            _cohort_numbers(
-                session,
-                device_ids=others,
-                model_version=baseline.label,
-                since=rollout.created_at,
-                count_all_load_failures=False,
-            )
-            if others
-            else EMPTY
+        stable = _cohort_numbers(
+            session,
+            devices=_stable_side(session, rollout),
+            model_version=baseline.label,
+            since=rollout.created_at,
+            count_all_load_failures=False,
         )
     step = _steps(rollout)[rollout.current_step]
     soaked = (now - rollout.step_started_at).total_seconds()
@@ -501,7 +521,7 @@ def analyse_rollout(session: Session, rollout: Rollout, *, now: datetime) -> Ana
         canary=canary,
         stable=stable,
         limits=AnalysisThresholds.model_validate(rollout.thresholds),
-        cohort_devices=len(cohort),
+        cohort_devices=cohort_size,
         min_devices=step.min_devices,
         soak_remaining_seconds=step.soak_seconds - soaked,
     )

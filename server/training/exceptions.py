@@ -1,9 +1,12 @@
 """Training errors.
 
-Training runs from the command line and from a worker task, never inside a request,
-so these are plain exceptions rather than ``server.core.errors`` bases: that keeps
-``edgeplane train`` usable with the training extra alone.
+The ML code (``edgeplane train``, the retraining task) raises plain exceptions,
+``TrainingError`` and its subclasses: they never reach a request. Training runs are
+asked for and read through the API, so their errors are ``server.core.errors`` bases,
+which set the HTTP status.
 """
+
+from server.core.errors import InvalidInput, NotFound
 
 
 class TrainingError(Exception):
@@ -20,3 +23,15 @@ class ConversionError(TrainingError):
 
 class SigningKeyError(TrainingError):
     """The signing key cannot be created or read."""
+
+
+class RunTakenOver(TrainingError):
+    """The run was presumed dead and taken over while it trained; its result is dropped."""
+
+
+class TrainingRunNotFound(NotFound):
+    pass
+
+
+class InvalidTrainingWindow(InvalidInput):
+    pass

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from edge_agent.features import FEATURE_SPEC_VERSION, N_FEATURES
 from edge_agent.protocol.artifact import (
+    MODEL_FILE,
     ModelManifest,
     TrainingDataRange,
     sha256_hex,
@@ -41,8 +42,11 @@ from edge_agent.protocol.artifact import (
 )
 from edge_agent.simulator import FraudType
 from server.common.actor import Actor
+from server.core.config import get_settings
+from server.core.errors import DomainError
 from server.registry import service as registry_service
 from server.registry.schemas import ModelMetadata
+from server.training import gate
 from server.training import model as mlp
 from server.training.baselines import (
     RulesBaseline,
@@ -59,7 +63,9 @@ from server.training.dataset import (
 )
 from server.training.evaluation import Metrics, evaluate, max_f1_threshold
 from server.training.exceptions import DatasetError, TrainingError
+from server.training.gate import NO_STABLE, GateMargins, GateResult, GateSide
 from server.training.model import MlpConfig, Quantization
+from server.training.profile import build_profile
 from server.training.report import (
     AgreementSummary,
     ArtifactSummary,
@@ -576,21 +582,32 @@ RETRAINING_SOURCE: Final = "retraining"
 @dataclass(frozen=True)
 class RetrainOptions:
     """How to train on a snapshot: the latest ``test_fraction`` of rows is the held-out
-    slice, the ``validation_fraction`` before it sets the threshold."""
+    slice, the ``validation_fraction`` before it sets the threshold. ``gate`` defaults to
+    the margins in the training settings."""
 
     model_name: str = "fraud"
     quantization: Quantization = "float32"
     validation_fraction: float = 0.15
     test_fraction: float = 0.15
     mlp: MlpConfig = field(default_factory=MlpConfig)
+    gate: GateMargins | None = None
 
 
 @dataclass(frozen=True)
 class RetrainResult:
     snapshot: SnapshotManifest
-    model_id: uuid.UUID
+    model_id: uuid.UUID | None
+    """The registered model; None when the candidate failed the gate."""
     created: bool
     """False when a model trained on this very snapshot was registered before."""
+    gate: GateResult | None
+    """For a model registered before, the gate its lineage kept (None if it has none)."""
+    rollout_error: str | None = None
+    """Why an automatic rollout could not start, when one was wanted."""
+
+    @property
+    def registered(self) -> bool:
+        return self.model_id is not None
 
 
 def _check_slices(split: Split) -> None:
@@ -599,6 +616,78 @@ def _check_slices(split: Split) -> None:
             raise DatasetError(f"the {name} slice needs both fraud and legitimate rows")
     if split.test.positives == 0 or split.test.positives == len(split.test):
         raise DatasetError("the test slice needs both fraud and legitimate rows")
+
+
+def default_gate_margins() -> GateMargins:
+    settings = get_settings().training
+    return GateMargins(
+        pr_auc=settings.gate_pr_auc_margin,
+        recall=settings.gate_recall_margin,
+        false_positive_rate=settings.gate_false_positive_rate,
+    )
+
+
+def gate_candidate(
+    session: Session,
+    *,
+    model_name: str,
+    candidate_bytes: bytes,
+    candidate_threshold: float,
+    test: Dataset,
+    margins: GateMargins,
+) -> GateResult:
+    """Score the candidate and the stable model of ``model_name`` on ``test`` and judge."""
+    labels, kinds = test.labels, test.fraud_types
+    rate = margins.false_positive_rate
+    candidate = gate.side(
+        labels,
+        mlp.tflite_scores(candidate_bytes, test.features),
+        kinds,
+        threshold=candidate_threshold,
+        false_positive_rate=rate,
+    )
+    stable = registry_service.stable_model(session, name=model_name)
+    current: GateSide | None = None
+    no_stable_reason = NO_STABLE
+    if stable is not None and stable.feature_spec_version != FEATURE_SPEC_VERSION:
+        no_stable_reason = (
+            f"stable {stable.label} reads feature spec v{stable.feature_spec_version}, "
+            f"the candidate v{FEATURE_SPEC_VERSION}: not comparable"
+        )
+    elif stable is not None:
+        current = gate.side(
+            labels,
+            mlp.tflite_scores(registry_service.artifact_file(stable, MODEL_FILE), test.features),
+            kinds,
+            threshold=stable.threshold,
+            false_positive_rate=rate,
+        )
+    return gate.judge(
+        candidate,
+        current,
+        margins=margins,
+        test_rows=len(test),
+        test_positives=test.positives,
+        stable_model_id=str(stable.id) if stable else None,
+        stable_label=stable.label if stable else None,
+        no_stable_reason=no_stable_reason,
+    )
+
+
+def _start_rollout(session: Session, *, actor: Actor, model_id: uuid.UUID) -> str | None:
+    """Start the default rollout of a new candidate when the settings ask for it; returns
+    why it could not start, if it could not (the candidate stays registered)."""
+    if not get_settings().rollouts.auto_start:
+        return None
+    from server.rollouts import service as rollouts_service
+
+    try:
+        with session.begin_nested():
+            rollouts_service.start_automatic_rollout(session, actor=actor, model_id=model_id)
+    except DomainError as exc:
+        logger.warning("no automatic rollout of %s: %s", model_id, exc.detail)
+        return exc.detail
+    return None
 
 
 def retrain(
@@ -610,7 +699,8 @@ def retrain(
     options: RetrainOptions | None = None,
 ) -> RetrainResult:
     """Snapshot the fleet's labelled events in ``[start, end)``, train on the snapshot,
-    convert, evaluate on its time-later slice, and register the result as a candidate.
+    convert, evaluate on its time-later slice, and register the result as a candidate
+    if it passes the gate against the stable model on that same slice.
 
     Safe to run twice: the snapshot id is the range plus a hash of its content, and a
     model whose lineage names that snapshot is returned instead of training again.
@@ -623,8 +713,17 @@ def retrain(
     )
     if existing is not None:
         logger.info("%s was already trained on %s", existing.label, built.manifest.key)
-        return RetrainResult(snapshot=built.manifest, model_id=existing.id, created=False)
+        stored = existing.lineage.get("gate")
+        return RetrainResult(
+            snapshot=built.manifest,
+            model_id=existing.id,
+            created=False,
+            gate=GateResult.model_validate(stored) if stored else None,
+        )
     manifest = store_snapshot(built)
+    # Nothing has been written to the database yet, and training takes minutes: end the
+    # reading transaction so that no lock is held meanwhile (SQLite locks the whole file).
+    session.commit()
     # Train on what was stored, so the model's lineage points at exactly its data.
     dataset = load_snapshot(manifest.id).dataset
     split = split_by_fraction(
@@ -634,11 +733,23 @@ def retrain(
     keras_model = mlp.train_mlp(split.train, options.mlp)
     converted = convert_and_evaluate(keras_model, split, (options.quantization,))
     metrics = converted.models[f"tflite_{options.quantization}"]
+    model_bytes = converted.model_bytes[options.quantization]
+    verdict = gate_candidate(
+        session,
+        model_name=options.model_name,
+        candidate_bytes=model_bytes,
+        candidate_threshold=metrics.threshold,
+        test=split.test,
+        margins=options.gate or default_gate_margins(),
+    )
+    if not verdict.passed:
+        logger.info("candidate trained on %s rejected: %s", manifest.key, verdict.reason)
+        return RetrainResult(snapshot=manifest, model_id=None, created=False, gate=verdict)
     parent = registry_service.stable_model(session, name=options.model_name)
     model = registry_service.register_model(
         session,
         actor=actor,
-        model_bytes=converted.model_bytes[options.quantization],
+        model_bytes=model_bytes,
         metadata=ModelMetadata(
             name=options.model_name,
             feature_spec_version=manifest.feature_spec_version,
@@ -654,12 +765,29 @@ def retrain(
         ),
         source=RETRAINING_SOURCE,
     )
+    training_rows = np.concatenate([split.train.features, split.validation.features])
+    model.lineage = {
+        **model.lineage,
+        "gate": verdict.model_dump(mode="json"),
+        "feature_profile": build_profile(
+            training_rows, bins=get_settings().training.drift_profile_bins
+        ).model_dump(mode="json"),
+    }
+    session.flush()
     logger.info(
-        "retrained %s on %s in %.1f s: PR-AUC %.4f on %d held-out rows",
+        "retrained %s on %s in %.1f s: PR-AUC %.4f on %d held-out rows; gate: %s",
         model.label,
         manifest.key,
         time.monotonic() - started,
         metrics.pr_auc,
         metrics.rows,
+        verdict.reason,
     )
-    return RetrainResult(snapshot=manifest, model_id=model.id, created=True)
+    rollout_error = _start_rollout(session, actor=actor, model_id=model.id)
+    return RetrainResult(
+        snapshot=manifest,
+        model_id=model.id,
+        created=True,
+        gate=verdict,
+        rollout_error=rollout_error,
+    )

@@ -39,6 +39,8 @@ PASSWORD = "correct horse battery staple"
 TIME_ZONE = "America/New_York"
 DEVICE_COUNT = 120
 ANOMALY_COUNT = 12
+TELEMETRY_DEVICE = "pos-0007"
+TELEMETRY_WINDOWS = 10
 MODEL_FIXTURE = ROOT / "tests" / "edge_agent" / "fixtures" / "models" / "mlp-1" / "model.tflite"
 
 
@@ -68,6 +70,9 @@ class Fleet:
     anomaly_ids: list[int] = field(default_factory=list)
     # Model label -> id: fraud-1 (stable) and fraud-2 (candidate, its child).
     model_ids: dict[str, str] = field(default_factory=dict)
+    # The device with telemetry windows (its page's charts), and how many it has.
+    telemetry_device: str = TELEMETRY_DEVICE
+    telemetry_windows: int = TELEMETRY_WINDOWS
 
 
 def _seed(session: Session) -> Fleet:
@@ -120,6 +125,7 @@ def _seed(session: Session) -> Fleet:
         fleet.device_ids[name] = str(device.id)
     session.flush()
     _seed_anomalies(session, fleet)
+    _seed_telemetry(session, fleet)
     _seed_models(session, fleet)
     return fleet
 
@@ -173,6 +179,44 @@ def add_anomaly(session: Session, fleet: Fleet, number: int, scored_at: datetime
     session.flush()
     fleet.anomaly_ids.append(event.id)
     return event.id
+
+
+def _seed_telemetry(session: Session, fleet: Fleet) -> None:
+    """Telemetry windows of one device, three minutes apart, the newest a minute ago; its
+    outbox depth in the newest window is 1."""
+    import uuid
+    from datetime import timedelta
+
+    from server.core.db import utcnow
+    from server.ingest.orm import TelemetryWindow
+
+    now = utcnow()
+    for number in range(TELEMETRY_WINDOWS):
+        sent_at = now - timedelta(minutes=1 + 3 * (TELEMETRY_WINDOWS - 1 - number))
+        session.add(
+            TelemetryWindow(
+                device_id=uuid.UUID(fleet.device_ids[TELEMETRY_DEVICE]),
+                cluster_id=None,
+                event_id=uuid.uuid4(),
+                sent_at=sent_at,
+                received_at=sent_at + timedelta(seconds=1),
+                window_seconds=300.0,
+                agent_version="0.1.0",
+                model_version="fraud-v3",
+                feature_spec_version=1,
+                scored=200,
+                flagged=number % 4,
+                inference_errors=0,
+                model_load_failures=0,
+                latency_p50_ms=2.0 + number / 10,
+                latency_p95_ms=6.0 + number / 5,
+                latency_p99_ms=9.0 + number / 5,
+                score_histogram=[0] * 20,
+                outbox={"depth": number % 4, "dropped_samples": 0, "dropped_anomalies": 0},
+                last_update=None,
+            )
+        )
+    session.flush()
 
 
 def _seed_models(session: Session, fleet: Fleet) -> None:
@@ -344,6 +388,21 @@ def sign_in(page: Any) -> Any:
         expect(page.get_by_test_id("account")).to_contain_text(username)
 
     return sign_in_as
+
+
+@pytest.fixture
+def advance_rollout() -> Any:
+    """advance_rollout(id) does what the worker's rollouts.tick does for one running rollout."""
+    import uuid
+
+    from server.core.db import session_scope
+    from server.rollouts import service as rollouts_service
+
+    def advance(rollout_id: str) -> None:
+        with session_scope() as session:
+            rollouts_service.advance_by_id(session, uuid.UUID(rollout_id))
+
+    return advance
 
 
 @pytest.fixture

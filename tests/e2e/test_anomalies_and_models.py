@@ -23,8 +23,19 @@ def test_operator_filters_and_labels_an_anomaly(
     table = page.get_by_role("table", name="Anomalies")
     expect(table.get_by_test_id("anomaly-row")).to_have_count(len(fleet.anomaly_ids))
 
-    page.get_by_label("Device").select_option(label="pos-0004")
-    expect(page).to_have_url(re.compile(r"device_id="))
+    # The device is searched by name: what is typed brings suggestions.
+    device = page.get_by_label("Device")
+    device.fill("pos-000")
+    suggestions = page.locator(f"datalist[id='{device.get_attribute('list')}'] option")
+    expect(suggestions).to_have_count(9)
+    expect(suggestions.nth(3)).to_have_attribute("value", "pos-0004")
+    device.fill("pos-00")
+    device.press("Enter")
+    expect(page.get_by_text("no device is named pos-00")).to_be_visible()
+    device.fill("pos-0004")
+    device.press("Enter")
+    expect(page).to_have_url(re.compile(f"device_id={fleet.device_ids['pos-0004']}"))
+    expect(device).to_have_value("pos-0004")
     rows = table.get_by_test_id("anomaly-row")
     expect(rows).to_have_count(4)
     for text in rows.all_inner_texts():

@@ -130,6 +130,28 @@ def test_device_page_shows_model_health_and_last_seen(page: Any, sign_in: Any, f
     expect(last_seen).to_contain_text(re.compile(r"\d{1,2}:\d{2}:\d{2}\s?[AP]M"))
 
 
+def test_device_page_charts_latency_flag_rate_and_outbox(
+    page: Any, sign_in: Any, fleet: Any, shot: Any
+) -> None:
+    sign_in("vera")
+    windows = fleet.telemetry_windows
+    page.goto(f"/devices/{fleet.device_ids[fleet.telemetry_device]}")
+    latency = page.get_by_role("img", name="Inference latency")
+    expect(latency.locator("circle")).to_have_count(2 * windows)
+    expect(latency.locator("circle title").last).to_contain_text("p95 at")
+    expect(page.get_by_role("img", name="Flag rate").locator("circle")).to_have_count(windows)
+    expect(page.get_by_role("img", name="Outbox depth").locator("circle")).to_have_count(windows)
+    # The newest window's outbox depth, not the older health report's.
+    expect(page.get_by_test_id("outbox-depth")).to_have_text("1")
+    shot("charts")
+
+    page.goto(f"/devices/{fleet.device_ids['pos-0008']}")
+    expect(page.get_by_test_id("chart-empty")).to_have_count(3)
+    expect(page.get_by_test_id("chart-empty").first).to_have_text(
+        "No telemetry in the last 60 minutes."
+    )
+
+
 def test_unknown_device_says_so(page: Any, sign_in: Any, console_errors: Any) -> None:
     console_errors.allow(r"status of 404")
     sign_in("vera")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from playwright.sync_api import expect
 
 # Buttons that only read, page or navigate: the only ones a viewer may see.
@@ -28,8 +30,30 @@ def _buttons(page: Any) -> set[str]:
     }
 
 
+@pytest.fixture
+def rollout_id(api_as: Any, advance_rollout: Any, fleet: Any) -> Iterator[str]:
+    """A rollout on one store's devices, one step in (so it has an analysis); aborted after."""
+    operator = api_as("otto")
+    response = operator.post(
+        "/api/v1/rollouts",
+        json={
+            "model_id": fleet.model_ids["fraud-2"],
+            "target": {"kind": "selector", "labels": {"store": "s-2"}},
+            "steps": [
+                {"percent": 50, "soak_seconds": 0, "min_devices": 0},
+                {"percent": 100, "soak_seconds": 600, "min_devices": 1},
+            ],
+        },
+    )
+    assert response.status_code == 201, response.text
+    created: str = response.json()["id"]
+    advance_rollout(created)
+    yield created
+    operator.post(f"/api/v1/rollouts/{created}/abort")
+
+
 def test_viewer_sees_no_mutating_controls(
-    page: Any, sign_in: Any, fleet: Any, console_errors: Any, shot: Any
+    page: Any, sign_in: Any, fleet: Any, rollout_id: str, console_errors: Any, shot: Any
 ) -> None:
     sign_in("vera")
     expect(page.get_by_test_id("account")).to_contain_text("viewer")
@@ -43,20 +67,35 @@ def test_viewer_sees_no_mutating_controls(
         "clusters": "/clusters",
         "anomalies": "/anomalies",
         "models": "/models",
+        "rollouts": "/rollouts",
+        "rollout": f"/rollouts/{rollout_id}",
     }
     for name, path in visited.items():
         page.goto(path)
         buttons = _buttons(page)
         assert buttons <= READ_ONLY_BUTTONS, (name, buttons - READ_ONLY_BUTTONS)
         shot(name)
-    expect(page.get_by_role("heading", name="Models")).to_be_visible()
+        if name == "overview":
+            chart = page.get_by_role("img", name=re.compile(r"^Anomalies per minute"))
+            expect(chart).to_be_visible()
+            expect(chart.locator("circle")).to_have_count(60)
+    expect(page.get_by_test_id("current-step")).to_have_text("2 of 2 · 100%")
+    expect(page.get_by_role("list", name="Timeline")).to_contain_text("step 1 passed")
+
+    page.goto("/rollouts")
+    expect(page.get_by_role("link", name="Start rollout")).to_have_count(0)
+    page.goto("/rollouts/new")
+    expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
+    assert _buttons(page) <= READ_ONLY_BUTTONS
 
     page.goto("/enrollment-tokens")
     expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
     assert _buttons(page) <= READ_ONLY_BUTTONS
 
 
-def test_pages_fit_a_narrow_window(page: Any, sign_in: Any, fleet: Any, shot: Any) -> None:
+def test_pages_fit_a_narrow_window(
+    page: Any, sign_in: Any, fleet: Any, rollout_id: str, shot: Any
+) -> None:
     page.set_viewport_size({"width": 390, "height": 844})
     sign_in("otto")
     for name, path in {
@@ -66,6 +105,9 @@ def test_pages_fit_a_narrow_window(page: Any, sign_in: Any, fleet: Any, shot: An
         "clusters": "/clusters",
         "anomalies": "/anomalies",
         "models": f"/models?compare={fleet.model_ids['fraud-1']},{fleet.model_ids['fraud-2']}",
+        "rollouts": "/rollouts",
+        "rollout": f"/rollouts/{rollout_id}",
+        "start-rollout": "/rollouts/new",
         "tokens": "/enrollment-tokens",
     }.items():
         page.goto(path)

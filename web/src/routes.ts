@@ -52,6 +52,22 @@ export const PAGES: PageDef[] = [
     component: lazy(() => import("./pages/ModelsPage")),
   },
   {
+    path: "/rollouts",
+    nav: "Rollouts",
+    role: "viewer",
+    component: lazy(() => import("./pages/RolloutsPage")),
+  },
+  {
+    path: "/rollouts/new",
+    role: "operator",
+    component: lazy(() => import("./pages/RolloutStartPage")),
+  },
+  {
+    path: "/rollouts/:rolloutId",
+    role: "viewer",
+    component: lazy(() => import("./pages/RolloutPage")),
+  },
+  {
     path: "/enrollment-tokens",
     nav: "Enrollment tokens",
     role: "operator",

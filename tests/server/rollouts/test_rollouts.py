@@ -58,7 +58,7 @@ def desired(session: Session, device_ids: list[uuid.UUID]) -> dict[uuid.UUID, uu
             DesiredState.device_id.in_(device_ids)
         )
     )
-    return {device_id: model_id for device_id, model_id in rows}
+    return dict(rows.all())
 
 
 def cohort(session: Session, rollout: Rollout) -> set[uuid.UUID]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
@@ -16,7 +19,7 @@ from server.training.evaluation import (
 from server.training.exceptions import TrainingError
 
 
-def _sample(seed: int, n: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
+def _sample(seed: int, n: int = 20_000) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
     rng = np.random.default_rng(seed)
     labels = (rng.random(n) < 0.02).astype(np.int8)
     scores = np.clip(rng.normal(0.2, 0.15, n) + labels * rng.normal(0.4, 0.2, n), 0, 1)
@@ -50,7 +53,7 @@ def test_max_f1_threshold_is_best_and_between_scores() -> None:
     def f1(cut: float) -> float:
         flagged = scores >= cut
         tp = np.sum(flagged & (labels == 1))
-        return 2 * tp / (np.sum(flagged) + np.sum(labels))
+        return float(2 * tp / (np.sum(flagged) + np.sum(labels)))
 
     best = f1(threshold)
     assert all(f1(float(cut)) <= best + 1e-12 for cut in np.unique(scores))

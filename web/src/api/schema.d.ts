@@ -413,6 +413,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/anomalies/rate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Anomaly Rate
+         * @description Anomalies per minute over the last minutes, by scoring time, zero-filled.
+         */
+        get: operations["anomalies-rate"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/anomalies/{anomaly_id}": {
         parameters: {
             query?: never;
@@ -556,6 +576,26 @@ export interface paths {
         };
         /** Get Dead Letter */
         get: operations["ingest-get-dead-letter"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/devices/{device_id}/telemetry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Device Telemetry
+         * @description The device's telemetry windows, oldest first: latency, flag rate, outbox depth.
+         */
+        get: operations["ingest-device-telemetry"];
         put?: never;
         post?: never;
         delete?: never;
@@ -708,6 +748,208 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/rollouts/defaults": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Rollout Defaults
+         * @description The steps and thresholds a rollout gets when the request leaves them out.
+         */
+        get: operations["rollouts-defaults"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/rollouts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Rollouts */
+        get: operations["rollouts-list"];
+        put?: never;
+        /**
+         * Create Rollout
+         * @description Start a rollout; its first step's devices are assigned the model at once.
+         */
+        post: operations["rollouts-create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/rollouts/{rollout_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get Rollout */
+        get: operations["rollouts-get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/rollouts/{rollout_id}/timeline": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Rollout Timeline */
+        get: operations["rollouts-timeline"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/rollouts/{rollout_id}/analyses": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Rollout Analyses
+         * @description Every analysis, oldest first (the newest 500): canary against stable over time.
+         */
+        get: operations["rollouts-analyses"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/rollouts/{rollout_id}/pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Hold the rollout at its current step */
+        post: operations["rollouts-pause"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/rollouts/{rollout_id}/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Let a paused rollout go on */
+        post: operations["rollouts-resume"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/rollouts/{rollout_id}/promote": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Give every target device the model now */
+        post: operations["rollouts-promote"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/rollouts/{rollout_id}/abort": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Stop and send canary devices back to stable */
+        post: operations["rollouts-abort"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/training/runs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Runs */
+        get: operations["training-runs-list"];
+        put?: never;
+        /**
+         * Create Run
+         * @description Retrain now. The run is queued for the worker; while another run is running it is
+         *     recorded as skipped instead, with that run as the reason.
+         */
+        post: operations["training-runs-create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/training/runs/{run_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get Run */
+        get: operations["training-runs-get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/agent/self": {
         parameters: {
             query?: never;
@@ -806,6 +1048,118 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** AnalysisRead */
+        AnalysisRead: {
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Step */
+            step: number;
+            /**
+             * Verdict
+             * @enum {string}
+             */
+            verdict: "pass" | "fail" | "wait";
+            /** Reason */
+            reason: string;
+            /** Cohort Devices */
+            cohort_devices: number;
+            /**
+             * Reporting Devices
+             * @description Canary devices reporting on the new model.
+             */
+            reporting_devices: number;
+            /** Required Devices */
+            required_devices: number;
+            /** Soak Remaining Seconds */
+            soak_remaining_seconds: number;
+            /** Canary Scored */
+            canary_scored: number;
+            /** Stable Scored */
+            stable_scored: number;
+            /** Checks */
+            checks: components["schemas"]["MetricCheck"][];
+        };
+        /**
+         * AnalysisThresholds
+         * @description When the canary cohort counts as worse than the stable one.
+         */
+        AnalysisThresholds: {
+            /**
+             * Max Load Failures
+             * @description Model load failures tolerated on canary devices.
+             * @default 0
+             */
+            max_load_failures?: number;
+            /**
+             * Max Inference Error Rate
+             * @description Canary inference errors per scored transaction.
+             * @default 0.01
+             */
+            max_inference_error_rate?: number;
+            /**
+             * Max Latency P95 Ratio
+             * @description Canary p95 inference latency over stable's.
+             * @default 2
+             */
+            max_latency_p95_ratio?: number;
+            /**
+             * Latency Slack Ms
+             * @description Added to the stable latency before the ratio is applied.
+             * @default 1
+             */
+            latency_slack_ms?: number;
+            /**
+             * Max Flag Rate Ratio
+             * @description How many times higher (or lower) the canary flag rate may be.
+             * @default 3
+             */
+            max_flag_rate_ratio?: number;
+            /**
+             * Flag Rate Slack
+             * @description Absolute flag-rate difference always tolerated.
+             * @default 0.005
+             */
+            flag_rate_slack?: number;
+            /**
+             * Max Flag Rate
+             * @description Flag rate that fails a canary when there is no stable model to compare.
+             * @default 0.2
+             */
+            max_flag_rate?: number;
+            /**
+             * Max Precision Drop
+             * @description Precision on labelled anomalies, canary below stable.
+             * @default 0.1
+             */
+            max_precision_drop?: number;
+            /**
+             * Min Labelled
+             * @description Labelled events each side needs before precision counts.
+             * @default 20
+             */
+            min_labelled?: number;
+            /**
+             * Min Scored
+             * @description Canary transactions scored before rates are judged.
+             * @default 200
+             */
+            min_scored?: number;
+        };
+        /**
+         * AnomalyRate
+         * @description Anomalies per minute by scoring time, oldest first; the newest minute is in progress.
+         */
+        AnomalyRate: {
+            /** Minutes */
+            minutes: number;
+            /** Total */
+            total: number;
+            /** Points */
+            points: components["schemas"]["RatePoint"][];
+        };
         /** ApiTokenCreate */
         ApiTokenCreate: {
             /** Name */
@@ -1295,6 +1649,21 @@ export interface components {
              */
             by_model_version: components["schemas"]["ModelVersionCount"][];
         };
+        /** DeviceTelemetry */
+        DeviceTelemetry: {
+            /**
+             * Device Id
+             * Format: uuid
+             */
+            device_id: string;
+            /** Minutes */
+            minutes: number;
+            /**
+             * Items
+             * @description Oldest first; at most the newest 500.
+             */
+            items: components["schemas"]["TelemetryPoint"][];
+        };
         /** DeviceUpdate */
         DeviceUpdate: {
             /** Name */
@@ -1508,6 +1877,32 @@ export interface components {
             role: components["schemas"]["Role"];
         };
         /**
+         * MetricCheck
+         * @description One analysis metric, canary against stable; ``passed`` is None without enough data.
+         */
+        MetricCheck: {
+            /** Metric */
+            metric: string;
+            /** Unit */
+            unit: string;
+            /** Canary */
+            canary: number | null;
+            /** Stable */
+            stable: number | null;
+            /**
+             * Limit
+             * @description The canary value beyond which the check fails.
+             */
+            limit: number | null;
+            /** Passed */
+            passed: boolean | null;
+            /**
+             * Note
+             * @default
+             */
+            note?: string;
+        };
+        /**
          * ModelStage
          * @enum {string}
          */
@@ -1601,6 +1996,17 @@ export interface components {
             name: string;
             role: components["schemas"]["Role"] | null;
         };
+        /** RatePoint */
+        RatePoint: {
+            /**
+             * Minute
+             * Format: date-time
+             * @description The start of the minute (UTC).
+             */
+            minute: string;
+            /** Count */
+            count: number;
+        };
         /** Readiness */
         Readiness: {
             /** Status */
@@ -1618,6 +2024,167 @@ export interface components {
          * @enum {string}
          */
         Role: "viewer" | "operator" | "admin";
+        /**
+         * RolloutAnalyses
+         * @description Every analysis of a rollout, oldest first: the canary-versus-stable charts.
+         */
+        RolloutAnalyses: {
+            /** Items */
+            items: components["schemas"]["AnalysisRead"][];
+        };
+        /** RolloutCreate */
+        RolloutCreate: {
+            /**
+             * Model Id
+             * Format: uuid
+             */
+            model_id: string;
+            target?: components["schemas"]["RolloutTarget"];
+            /** Steps */
+            steps?: components["schemas"]["RolloutStep"][];
+            thresholds?: components["schemas"]["AnalysisThresholds"];
+        };
+        /** RolloutDefaults */
+        RolloutDefaults: {
+            /** Steps */
+            steps: components["schemas"]["RolloutStep"][];
+            thresholds: components["schemas"]["AnalysisThresholds"];
+        };
+        /** RolloutEventRead */
+        RolloutEventRead: {
+            /** Id */
+            id: number;
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Kind */
+            kind: string;
+            /** Actor */
+            actor: string;
+            /** Message */
+            message: string;
+            /** Details */
+            details: {
+                [key: string]: unknown;
+            };
+        };
+        /** RolloutList */
+        RolloutList: {
+            /** Items */
+            items: components["schemas"]["RolloutRead"][];
+            /** Next Cursor */
+            next_cursor: string | null;
+        };
+        /** RolloutRead */
+        RolloutRead: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /**
+             * Model Id
+             * Format: uuid
+             */
+            model_id: string;
+            /** Model Label */
+            model_label: string;
+            /** Baseline Model Id */
+            baseline_model_id: string | null;
+            /** Baseline Label */
+            baseline_label: string | null;
+            target: components["schemas"]["RolloutTarget"];
+            /** Steps */
+            steps: components["schemas"]["RolloutStep"][];
+            thresholds: components["schemas"]["AnalysisThresholds"];
+            state: components["schemas"]["RolloutState"];
+            /**
+             * Current Step
+             * @description Index into steps of the step in progress.
+             */
+            current_step: number;
+            /**
+             * Step Started At
+             * Format: date-time
+             */
+            step_started_at: string;
+            /** Target Size */
+            target_size: number;
+            /**
+             * Cohort Size
+             * @description Devices assigned the new model by this rollout.
+             */
+            cohort_size: number;
+            /** Decision */
+            decision: string | null;
+            /** Created By */
+            created_by: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Finished At */
+            finished_at: string | null;
+            last_analysis: components["schemas"]["AnalysisRead"] | null;
+        };
+        /**
+         * RolloutState
+         * @enum {string}
+         */
+        RolloutState: "running" | "paused" | "succeeded" | "rolled_back" | "aborted";
+        /** RolloutStep */
+        RolloutStep: {
+            /**
+             * Percent
+             * @description Share of the target on the new model.
+             */
+            percent: number;
+            /**
+             * Soak Seconds
+             * @description Least time on this step before it passes.
+             * @default 300
+             */
+            soak_seconds?: number;
+            /**
+             * Min Devices
+             * @description Least canary devices that must report on the new model before the step can pass (capped at the step's cohort size).
+             * @default 1
+             */
+            min_devices?: number;
+        };
+        /**
+         * RolloutTarget
+         * @description Which devices a rollout is for: all of them, those of some clusters, or those whose
+         *     labels include every pair of ``labels``.
+         */
+        RolloutTarget: {
+            /** @default all */
+            kind?: components["schemas"]["TargetKind"];
+            /** Cluster Ids */
+            cluster_ids?: string[];
+            /** Labels */
+            labels?: {
+                [key: string]: string;
+            };
+        };
+        /** RolloutTimeline */
+        RolloutTimeline: {
+            /** Items */
+            items: components["schemas"]["RolloutEventRead"][];
+        };
+        /**
+         * RunState
+         * @enum {string}
+         */
+        RunState: "queued" | "running" | "registered" | "rejected" | "failed" | "skipped";
+        /**
+         * RunTrigger
+         * @enum {string}
+         */
+        RunTrigger: "on_demand" | "schedule" | "drift";
         /** ScoredEventList */
         ScoredEventList: {
             /** Items */
@@ -1700,10 +2267,138 @@ export interface components {
             retired_at: string | null;
         };
         /**
+         * TargetKind
+         * @enum {string}
+         */
+        TargetKind: "all" | "clusters" | "selector";
+        /**
+         * TelemetryPoint
+         * @description One telemetry window of a device, as the charts of its page show it.
+         */
+        TelemetryPoint: {
+            /**
+             * Sent At
+             * Format: date-time
+             */
+            sent_at: string;
+            /** Window Seconds */
+            window_seconds: number;
+            /** Model Version */
+            model_version: string | null;
+            /** Scored */
+            scored: number;
+            /** Flagged */
+            flagged: number;
+            /**
+             * Flag Rate
+             * @description flagged / scored; null when nothing was scored.
+             */
+            flag_rate: number | null;
+            /** Inference Errors */
+            inference_errors: number;
+            /** Model Load Failures */
+            model_load_failures: number;
+            /** Latency P50 Ms */
+            latency_p50_ms: number;
+            /** Latency P95 Ms */
+            latency_p95_ms: number;
+            /**
+             * Outbox Depth
+             * @description Entries waiting in the device's outbox.
+             */
+            outbox_depth: number | null;
+        };
+        /**
          * TokenKind
          * @enum {string}
          */
         TokenKind: "session" | "api" | "device";
+        /**
+         * TrainingRunCreate
+         * @description Ask for a retrain now. Without a window it trains on the last
+         *     ``training.window_days`` days.
+         */
+        TrainingRunCreate: {
+            /** Window Start */
+            window_start?: string | null;
+            /**
+             * Window End
+             * @description Default: now.
+             */
+            window_end?: string | null;
+            /** Note */
+            note?: string | null;
+        };
+        /** TrainingRunList */
+        TrainingRunList: {
+            /** Items */
+            items: components["schemas"]["TrainingRunRead"][];
+            /** Next Cursor */
+            next_cursor: string | null;
+        };
+        /** TrainingRunRead */
+        TrainingRunRead: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            trigger: components["schemas"]["RunTrigger"];
+            /**
+             * Evidence
+             * @description What fired the run, with its numbers.
+             */
+            evidence: {
+                [key: string]: unknown;
+            };
+            /** Requested By */
+            requested_by: string;
+            /** Note */
+            note: string | null;
+            state: components["schemas"]["RunState"];
+            /** Model Name */
+            model_name: string;
+            /**
+             * Window Start
+             * Format: date-time
+             */
+            window_start: string;
+            /**
+             * Window End
+             * Format: date-time
+             */
+            window_end: string;
+            /** Snapshot Key */
+            snapshot_key: string | null;
+            /**
+             * Model Id
+             * @description The registered candidate, if it passed.
+             */
+            model_id: string | null;
+            /**
+             * Gate
+             * @description The gate's verdict and numbers.
+             */
+            gate: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * Reason
+             * @description Why the run was rejected or skipped.
+             */
+            reason: string | null;
+            /** Error */
+            error: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Started At */
+            started_at: string | null;
+            /** Finished At */
+            finished_at: string | null;
+        };
         /** TransactionRead */
         TransactionRead: {
             /** Transaction Id */
@@ -2702,6 +3397,38 @@ export interface operations {
             };
         };
     };
+    "anomalies-rate": {
+        parameters: {
+            query?: {
+                /** @description How many minutes back. */
+                minutes?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AnomalyRate"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     "anomalies-get": {
         parameters: {
             query?: never;
@@ -2943,6 +3670,40 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DeadLetterDetail"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "ingest-device-telemetry": {
+        parameters: {
+            query?: {
+                /** @description How many minutes back. */
+                minutes?: number;
+            };
+            header?: never;
+            path: {
+                device_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeviceTelemetry"];
                 };
             };
             /** @description Validation Error */
@@ -3252,6 +4013,411 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DesiredState"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "rollouts-defaults": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RolloutDefaults"];
+                };
+            };
+        };
+    };
+    "rollouts-list": {
+        parameters: {
+            query?: {
+                state?: components["schemas"]["RolloutState"] | null;
+                /** @description Items per page. */
+                limit?: number;
+                /** @description next_cursor from the previous page. */
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RolloutList"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "rollouts-create": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RolloutCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RolloutRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "rollouts-get": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                rollout_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RolloutRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "rollouts-timeline": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                rollout_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RolloutTimeline"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "rollouts-analyses": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                rollout_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RolloutAnalyses"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "rollouts-pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                rollout_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RolloutRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "rollouts-resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                rollout_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RolloutRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "rollouts-promote": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                rollout_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RolloutRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "rollouts-abort": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                rollout_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RolloutRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "training-runs-list": {
+        parameters: {
+            query?: {
+                trigger?: components["schemas"]["RunTrigger"] | null;
+                state?: components["schemas"]["RunState"] | null;
+                /** @description Items per page. */
+                limit?: number;
+                /** @description next_cursor from the previous page. */
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TrainingRunList"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "training-runs-create": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TrainingRunCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TrainingRunRead"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    "training-runs-get": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TrainingRunRead"];
                 };
             };
             /** @description Validation Error */

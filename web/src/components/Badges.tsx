@@ -1,4 +1,5 @@
 import type { Schemas } from "../api/client";
+import { stateText } from "../lib/rollouts";
 
 type Status = Schemas["DeviceStatus"] | Schemas["ClusterStatus"];
 
@@ -20,4 +21,12 @@ export function LabelChips({ labels }: { labels: Record<string, string> }) {
       ))}
     </span>
   );
+}
+
+export function RolloutStateBadge({ state }: { state: Schemas["RolloutState"] }) {
+  return <span className={`badge badge-${state}`}>{stateText(state)}</span>;
+}
+
+export function VerdictBadge({ verdict }: { verdict: Schemas["AnalysisRead"]["verdict"] }) {
+  return <span className={`badge badge-${verdict}`}>{verdict}</span>;
 }

@@ -10,10 +10,11 @@ interface Props {
   confirmLabel: string;
   onConfirm: () => Promise<void>;
   danger?: boolean;
+  disabled?: boolean;
 }
 
 /** A button that asks first, in a modal dialog, and shows the API's answer if it fails. */
-export function ConfirmButton({ label, title, children, confirmLabel, onConfirm, danger = false }: Props) {
+export function ConfirmButton({ label, title, children, confirmLabel, onConfirm, danger = false, disabled = false }: Props) {
   const dialog = useRef<HTMLDialogElement>(null);
   const [pending, setPending] = useState(false);
   const [error, setError] = useState<ApiError | null>(null);
@@ -40,7 +41,7 @@ export function ConfirmButton({ label, title, children, confirmLabel, onConfirm,
 
   return (
     <>
-      <button type="button" className={danger ? "button-danger" : "button-secondary"} onClick={open}>
+      <button type="button" className={danger ? "button-danger" : "button-secondary"} onClick={open} disabled={disabled}>
         {label}
       </button>
       <dialog ref={dialog} className="dialog" aria-label={title}>

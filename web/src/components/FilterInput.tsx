@@ -9,12 +9,16 @@ interface Props {
   suggestions?: readonly string[];
   /** Returns why a value cannot be used, or null; an invalid value is not committed. */
   validate?: (value: string) => string | null;
+  /** Called with the text as it is typed (to fetch suggestions for it). */
+  onDraft?: (draft: string) => void;
+  /** Why the last committed value could not be used, found after committing it. */
+  problem?: string | null;
 }
 
 const DEBOUNCE_MS = 350;
 
 /** A text filter that applies itself after a pause in typing, or at once on Enter. */
-export function FilterInput({ label, value, onCommit, placeholder, suggestions, validate }: Props) {
+export function FilterInput({ label, value, onCommit, placeholder, suggestions, validate, onDraft, problem: found = null }: Props) {
   const [draft, setDraft] = useState(value);
   const [synced, setSynced] = useState(value);
   const timer = useRef<number | undefined>(undefined);
@@ -24,7 +28,7 @@ export function FilterInput({ label, value, onCommit, placeholder, suggestions, 
     setSynced(value);
     setDraft(value);
   }
-  const problem = validate?.(draft.trim()) ?? null;
+  const problem = validate?.(draft.trim()) ?? found;
 
   const commit = (next: string) => {
     window.clearTimeout(timer.current);
@@ -49,6 +53,7 @@ export function FilterInput({ label, value, onCommit, placeholder, suggestions, 
         onChange={(event) => {
           const next = event.target.value;
           setDraft(next);
+          onDraft?.(next.trim());
           window.clearTimeout(timer.current);
           timer.current = window.setTimeout(() => {
             commit(next);

@@ -1,12 +1,42 @@
 /** Times are shown in the operator's own time zone and locale. */
 
 const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+const timeOfDay = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
 const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
 
 export const timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
 
 export function formatDateTime(iso: string): string {
   return dateTime.format(new Date(iso));
+}
+
+/** The time of day only (hours and minutes): chart axes and tooltips. */
+export function formatTime(iso: string): string {
+  return timeOfDay.format(new Date(iso));
+}
+
+/** A duration in seconds, as "4 min 05 s" or "12 s". */
+export function formatDuration(seconds: number): string {
+  const whole = Math.max(0, Math.round(seconds));
+  const hours = Math.floor(whole / 3600);
+  const minutes = Math.floor((whole % 3600) / 60);
+  const rest = whole % 60;
+  if (hours > 0) {
+    return `${hours} h ${String(minutes).padStart(2, "0")} min`;
+  }
+  if (minutes > 0) {
+    return `${minutes} min ${String(rest).padStart(2, "0")} s`;
+  }
+  return `${rest} s`;
+}
+
+/** A measured value with three significant digits, without trailing zeros. */
+export function formatNumber(value: number): string {
+  return Math.abs(value) >= 100 ? value.toFixed(0) : String(Number(value.toPrecision(3)));
+}
+
+export function formatPercent(percent: number): string {
+  return `${Number.isInteger(percent) ? percent.toFixed(0) : percent.toFixed(1)}%`;
 }
 
 const UNITS: [Intl.RelativeTimeFormatUnit, number][] = [

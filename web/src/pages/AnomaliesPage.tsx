@@ -16,6 +16,7 @@ import { api, type Schemas } from "../api/client";
 import { asApiError, unwrap, type ApiError } from "../api/errors";
 import { useCan, useSession } from "../auth/session";
 import { Empty, ErrorBanner, Loading, Notice } from "../components/Feedback";
+import { DeviceFilter } from "../components/DeviceFilter";
 import { FilterInput } from "../components/FilterInput";
 import { FilterSelect } from "../components/FilterSelect";
 import { RequireRole } from "../components/RequireRole";
@@ -381,10 +382,8 @@ export default function AnomaliesPage() {
           event.preventDefault();
         }}
       >
-        <FilterSelect
-          label="Device"
-          value={filters.device_id ?? ""}
-          options={(devices.data?.items ?? []).map((device) => ({ value: device.id, label: device.name }))}
+        <DeviceFilter
+          deviceId={filters.device_id ?? ""}
           onChange={(value) => {
             setFilter("device_id", value);
           }}

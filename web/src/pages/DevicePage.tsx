@@ -7,12 +7,62 @@ import { LabelChips, StatusBadge } from "../components/Badges";
 import { ConfirmButton } from "../components/ConfirmButton";
 import { ErrorBanner, Loading, Notice } from "../components/Feedback";
 import { LabelEditor, labelsFromRows, rowsFromLabels, type LabelRow } from "../components/LabelEditor";
+import { LineChart } from "../components/LineChart";
 import { RequireRole } from "../components/RequireRole";
 import { Time } from "../components/Time";
 import { useApi } from "../lib/useApi";
 import { usePageTitle } from "../lib/usePageTitle";
 
 type Device = Schemas["DeviceRead"];
+type Window = Schemas["TelemetryPoint"];
+
+const TELEMETRY_MINUTES = 60;
+const NO_TELEMETRY = `No telemetry in the last ${TELEMETRY_MINUTES} minutes.`;
+
+function Telemetry({ windows }: { windows: Window[] }) {
+  const series = (name: string, value: (window: Window) => number | null) => ({
+    name,
+    points: windows.map((window) => ({ at: window.sent_at, value: value(window) })),
+  });
+  return (
+    <div className="grid-2">
+      <div className="card">
+        <LineChart
+          title="Inference latency"
+          unit="ms"
+          series={[series("p50", (w) => w.latency_p50_ms), series("p95", (w) => w.latency_p95_ms)]}
+          empty={NO_TELEMETRY}
+        />
+      </div>
+      <div className="card">
+        <LineChart
+          title="Flag rate"
+          unit="%"
+          series={[series("flagged", (w) => (w.flag_rate === null ? null : w.flag_rate * 100))]}
+          empty={NO_TELEMETRY}
+        />
+      </div>
+      <div className="card">
+        <LineChart
+          title="Outbox depth"
+          unit="entries"
+          series={[series("waiting", (w) => w.outbox_depth)]}
+          empty={NO_TELEMETRY}
+        />
+      </div>
+    </div>
+  );
+}
+
+/** The outbox depth of the newest telemetry window, else of the last health report. */
+function outboxDepth(device: Device, windows: Window[] | undefined): number | null {
+  const reported = windows?.at(-1)?.outbox_depth;
+  if (reported != null) {
+    return reported;
+  }
+  const health = device.health.outbox_depth;
+  return typeof health === "number" ? health : null;
+}
 
 function Labels({ device, onSaved }: { device: Device; onSaved: (device: Device) => void }) {
   const [rows, setRows] = useState<LabelRow[] | null>(null);
@@ -103,6 +153,14 @@ export default function DevicePage() {
     unwrap(api.GET("/api/v1/devices/{device_id}", { params: { path: { device_id: deviceId } }, signal })),
   );
   const clusters = useApi("clusters", (signal) => unwrap(api.GET("/api/v1/clusters", { signal })));
+  const telemetry = useApi(`device-telemetry:${deviceId}`, (signal) =>
+    unwrap(
+      api.GET("/api/v1/devices/{device_id}/telemetry", {
+        params: { path: { device_id: deviceId }, query: { minutes: TELEMETRY_MINUTES } },
+        signal,
+      }),
+    ),
+  );
   usePageTitle(device.data?.name ?? "Device");
 
   if (device.data === undefined) {
@@ -171,6 +229,10 @@ export default function DevicePage() {
             <dd>
               <Time value={current.last_seen_at} />
             </dd>
+            <dt>Outbox depth</dt>
+            <dd data-testid="outbox-depth">
+              {outboxDepth(current, telemetry.data?.items) ?? <span className="muted">not reported</span>}
+            </dd>
             <dt>Cluster</dt>
             <dd>
               {current.cluster_id === null ? (
@@ -210,6 +272,14 @@ export default function DevicePage() {
           />
         </div>
       </div>
+
+      <h2>Telemetry, last {TELEMETRY_MINUTES} minutes</h2>
+      {telemetry.error !== undefined && <ErrorBanner error={telemetry.error} onRetry={telemetry.reload} />}
+      {telemetry.data === undefined ? (
+        telemetry.error === undefined && <Loading what="telemetry" />
+      ) : (
+        <Telemetry windows={telemetry.data.items} />
+      )}
 
       <div className="card">
         <h2>Health</h2>

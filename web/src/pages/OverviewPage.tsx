@@ -2,13 +2,17 @@ import { Link } from "react-router";
 
 import { api, type Schemas } from "../api/client";
 import { unwrap } from "../api/errors";
+import { RolloutStateBadge } from "../components/Badges";
 import { Empty, ErrorBanner, Loading } from "../components/Feedback";
+import { LineChart } from "../components/LineChart";
 import { Time } from "../components/Time";
 import { formatCount } from "../lib/format";
+import { activeFirst, stepText, type Rollout } from "../lib/rollouts";
 import { useApi } from "../lib/useApi";
 import { usePageTitle } from "../lib/usePageTitle";
 
 const RECENT_EVENTS = 10;
+const RATE_MINUTES = 60;
 
 function StatusCards({ summary }: { summary: Schemas["DeviceSummary"] }) {
   const cards = [
@@ -78,6 +82,69 @@ function ModelsInUse({ models }: { models: Schemas["ModelVersionCount"][] }) {
   );
 }
 
+function AnomalyRate({ rate }: { rate: Schemas["AnomalyRate"] }) {
+  return (
+    <div className="card">
+      <LineChart
+        title={`Anomalies per minute, last ${rate.minutes} minutes (${formatCount(rate.total)} in all)`}
+        unit="per minute"
+        series={[
+          { name: "anomalies", points: rate.points.map((point) => ({ at: point.minute, value: point.count })) },
+        ]}
+        empty="No minutes to show."
+      />
+    </div>
+  );
+}
+
+function ActiveRollouts({ rollouts }: { rollouts: Rollout[] }) {
+  if (rollouts.length === 0) {
+    return (
+      <Empty>
+        No rollout is running. <Link to="/rollouts">Rollouts</Link> lists the finished ones.
+      </Empty>
+    );
+  }
+  return (
+    <div className="table-wrap">
+      <table className="table" aria-label="Active rollouts">
+        <thead>
+          <tr>
+            <th>Model</th>
+            <th>State</th>
+            <th>Step</th>
+            <th className="num">Cohort</th>
+            <th>Last verdict</th>
+          </tr>
+        </thead>
+        <tbody>
+          {rollouts.map((rollout) => (
+            <tr key={rollout.id}>
+              <td>
+                <Link to={`/rollouts/${rollout.id}`}>{rollout.model_label}</Link>
+              </td>
+              <td>
+                <RolloutStateBadge state={rollout.state} />
+              </td>
+              <td className="nowrap">{stepText(rollout)}</td>
+              <td className="num">
+                {formatCount(rollout.cohort_size)} / {formatCount(rollout.target_size)}
+              </td>
+              <td className="truncate">
+                {rollout.last_analysis === null ? (
+                  <span className="muted">not analysed yet</span>
+                ) : (
+                  `${rollout.last_analysis.verdict}: ${rollout.last_analysis.reason}`
+                )}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
 function RecentEvents({ events }: { events: Schemas["AuditEventRead"][] }) {
   if (events.length === 0) {
     return <Empty>Nothing has been changed yet.</Empty>;
@@ -106,6 +173,8 @@ function RecentEvents({ events }: { events: Schemas["AuditEventRead"][] }) {
               <td className="truncate">
                 {event.target_type === "device" && event.target_id !== null ? (
                   <Link to={`/devices/${event.target_id}`}>device {event.target_id.slice(0, 8)}</Link>
+                ) : event.target_type === "rollout" && event.target_id !== null ? (
+                  <Link to={`/rollouts/${event.target_id}`}>rollout {event.target_id.slice(0, 8)}</Link>
                 ) : (
                   <>
                     {event.target_type}
@@ -127,6 +196,17 @@ export default function OverviewPage() {
   const events = useApi("recent-events", (signal) =>
     unwrap(api.GET("/api/v1/audit-events", { params: { query: { limit: RECENT_EVENTS } }, signal })),
   );
+  const rate = useApi("anomaly-rate", (signal) =>
+    unwrap(api.GET("/api/v1/anomalies/rate", { params: { query: { minutes: RATE_MINUTES } }, signal })),
+  );
+  const rollouts = useApi("active-rollouts", async (signal) => {
+    const pages = await Promise.all(
+      (["running", "paused"] as const).map((state) =>
+        unwrap(api.GET("/api/v1/rollouts", { params: { query: { state, limit: 100 } }, signal })),
+      ),
+    );
+    return activeFirst(pages.flatMap((page) => page.items));
+  });
 
   return (
     <section>
@@ -138,6 +218,8 @@ export default function OverviewPage() {
           onClick={() => {
             summary.reload();
             events.reload();
+            rate.reload();
+            rollouts.reload();
           }}
         >
           Refresh
@@ -154,6 +236,22 @@ export default function OverviewPage() {
           <h2>Models in use</h2>
           <ModelsInUse models={summary.data.by_model_version} />
         </>
+      )}
+
+      <h2>Anomalies</h2>
+      {rate.error !== undefined && <ErrorBanner error={rate.error} onRetry={rate.reload} />}
+      {rate.data === undefined ? (
+        rate.error === undefined && <Loading what="anomaly rate" />
+      ) : (
+        <AnomalyRate rate={rate.data} />
+      )}
+
+      <h2>Active rollouts</h2>
+      {rollouts.error !== undefined && <ErrorBanner error={rollouts.error} onRetry={rollouts.reload} />}
+      {rollouts.data === undefined ? (
+        rollouts.error === undefined && <Loading what="rollouts" />
+      ) : (
+        <ActiveRollouts rollouts={rollouts.data} />
       )}
 
       <h2>Recent audit events</h2>
