@@ -41,6 +41,8 @@ DEMO_STEPS = (
     {"percent": 34, "soak_seconds": 20, "min_devices": 1},
     {"percent": 100, "soak_seconds": 20, "min_devices": 1},
 )
+# A small fleet scores slowly: fewer transactions make an analysis in the demo.
+DEMO_MIN_SCORED = 60
 REVIEW_SECONDS = 10.0
 FEED_CHUNK = 2_000
 WATCH_SECONDS = 2.0
@@ -77,6 +79,7 @@ def demo_environment(options: DemoOptions) -> dict[str, str]:
         "EDGEPLANE_ROLLOUTS__AUTO_START": "true",
         "EDGEPLANE_ROLLOUTS__AUTO_STEP_PERCENTS": "[34, 100]",
         "EDGEPLANE_ROLLOUTS__AUTO_SOAK_SECONDS": "20",
+        "EDGEPLANE_ROLLOUTS__AUTO_MIN_SCORED": str(DEMO_MIN_SCORED),
         "EDGEPLANE_TRAINING__SCHEDULE_HOURS": "0",
         "EDGEPLANE_TRAINING__DRIFT_CHECK_SECONDS": "20",
         # Minutes of one time of day are not comparable with days of training data (amounts
@@ -396,7 +399,11 @@ class Demo:
                 session,
                 actor=Actor.system("demo"),
                 data=RolloutCreate.model_validate(
-                    {"model_id": model_id, "steps": list(DEMO_STEPS)}
+                    {
+                        "model_id": model_id,
+                        "steps": list(DEMO_STEPS),
+                        "thresholds": {"min_scored": DEMO_MIN_SCORED},
+                    }
                 ),
             )
             return rollout.id
@@ -465,22 +472,27 @@ class Demo:
         from server.registry import service as registry_service
         from server.rollouts.orm import Rollout, RolloutEvent
         from server.training.orm import TrainingRun
+        from server.training.service import RETRAINING_SOURCE
 
         with session_scope() as session:
             events = session.execute(
-                select(RolloutEvent, Rollout.model_id)
+                select(RolloutEvent, Rollout.model_id, Rollout.baseline_model_id)
                 .join(Rollout, Rollout.id == RolloutEvent.rollout_id)
                 .order_by(RolloutEvent.id)
             ).all()
-            for event, model_id in events:
+            recovered: list[tuple[uuid.UUID | None, uuid.UUID]] = []
+            for event, model_id, baseline_id in events:
                 if event.id in self._seen_events or event.kind == "analysis_passed":
                     continue
                 self._seen_events.add(event.id)
-                label = registry_service.get_model(session, model_id).label
+                model = registry_service.get_model(session, model_id)
                 style = {"rolled_back": "red", "promoted": "green"}.get(event.kind, "cyan")
                 self.console.print(
-                    f"{_clock(event.at)} [{style}]rollout of {label}:[/{style}] {event.message}"
+                    f"{_clock(event.at)} [{style}]rollout of {model.label}:[/{style}] "
+                    f"{event.message}"
                 )
+                if event.kind == "promoted" and model.lineage.get("source") == RETRAINING_SOURCE:
+                    recovered.append((baseline_id, model_id))
             for run in session.scalars(select(TrainingRun).order_by(TrainingRun.created_at)):
                 if self._seen_runs.get(run.id) == run.state.value:
                     continue
@@ -490,6 +502,46 @@ class Demo:
                     f"{_clock(run.finished_at or run.started_at or run.created_at)} "
                     f"[magenta]retraining ({run.trigger.value})[/magenta] {run.state.value}"
                     + (f": {detail}" if detail else "")
+                )
+        for before_id, after_id in recovered:
+            if before_id is not None:
+                self.report_recovery(before_id, after_id)
+
+    def report_recovery(self, before_id: uuid.UUID, after_id: uuid.UUID) -> None:
+        """Both models on fresh simulated traffic a day into the new pattern: the recall
+        on it is what retraining was for."""
+        from edge_agent.simulator import FraudType
+        from server.core.db import session_scope
+        from server.registry import service as registry_service
+        from server.training import model as mlp
+        from server.training.dataset import TrafficConfig, simulate
+        from server.training.evaluation import evaluate
+
+        traffic = TrafficConfig(
+            seed=self.options.seed + 7,
+            days=3,
+            transactions_per_second=self.options.rate,
+            drift_after_days=1.0,
+            drift_rate=self.options.drift_rate,
+        )
+        data = simulate(traffic)
+        origin = traffic.simulator_config().start
+        held_out = data.between(origin + timedelta(days=2), origin + timedelta(days=3))
+        kind = FraudType.MERCHANT_SHIFT.value
+        with session_scope() as session:
+            for model_id, role in ((before_id, "before"), (after_id, "after")):
+                model = registry_service.get_model(session, model_id)
+                scores = mlp.tflite_scores(
+                    registry_service.artifact_file(model, "model.tflite"), held_out.features
+                )
+                metrics = evaluate(
+                    held_out.labels, scores, held_out.fraud_types, threshold=model.threshold
+                )
+                self.console.print(
+                    f"  {role} retraining, {model.label}: recall on {kind} "
+                    f"[bold]{metrics.recall_by_type.get(kind, 0.0):.2f}[/bold], on all fraud "
+                    f"{metrics.recall:.2f}, precision {metrics.precision:.2f} "
+                    f"({held_out.positives} frauds in {len(held_out):,} simulated payments)"
                 )
 
     def shut_down(self) -> None:

@@ -228,6 +228,11 @@ class RolloutSettings(BaseModel):
     auto_soak_seconds: int = Field(
         default=300, ge=0, description="Soak of each step of an automatic rollout."
     )
+    auto_min_scored: int = Field(
+        default=200,
+        ge=1,
+        description="Canary transactions an automatic rollout's analysis needs before rates count.",
+    )
 
 
 class TrainingSettings(BaseModel):

@@ -14,8 +14,8 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated, Any
 
-from fastapi import Depends
-from sqlalchemy import DateTime, Engine, Enum, MetaData, create_engine, event
+from fastapi import Depends, Request
+from sqlalchemy import Connection, DateTime, Engine, Enum, MetaData, create_engine, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -87,18 +87,25 @@ def _configure_sqlite_connection(dbapi_connection: DBAPIConnection, _: Connectio
     cursor.close()
 
 
+# A connection option: begin SQLite transactions IMMEDIATE, taking the write lock at once.
+# A deferred transaction that reads, then writes after another process has written,
+# fails at once with "database is locked" (busy_timeout cannot help it); an immediate
+# one waits its turn. Sessions that are there to write ask for it (tasks, the ingest,
+# requests that change something); readers stay deferred, so they never wait.
+WRITER = {"edgeplane_sqlite_immediate": True}
+
+
+def _begin_sqlite(connection: Connection) -> None:
+    immediate = connection.get_execution_options().get("edgeplane_sqlite_immediate", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
 def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
     """An engine with the settings every EdgePlane process uses."""
     if url.startswith("sqlite"):
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _configure_sqlite_connection)
-        # IMMEDIATE: take the write lock when the transaction begins. A deferred
-        # transaction that reads, then writes after another process has written, fails at
-        # once with "database is locked" (busy_timeout cannot help it); an immediate one
-        # waits its turn. Transactions are kept short, so the wait is short too.
-        event.listen(
-            engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE")
-        )
+        event.listen(engine, "begin", _begin_sqlite)
         return engine
     return create_engine(
         url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
@@ -124,12 +131,18 @@ def get_sessionmaker() -> sessionmaker[Session]:
 def session_scope() -> Iterator[Session]:
     """A session whose transaction commits on success: for tasks and the CLI."""
     with get_sessionmaker()() as session, session.begin():
+        session.connection(execution_options=WRITER)
         yield session
 
 
-def get_session() -> Iterator[Session]:
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_session(request: Request) -> Iterator[Session]:
     """Request-scoped session: commit after the handler, roll back if it raised."""
     with get_sessionmaker()() as session:
+        if request.method not in _READ_METHODS:
+            session.connection(execution_options=WRITER)
         try:
             yield session
             session.commit()

@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from edge_agent.protocol.messages import MAX_EVENTS_PER_MESSAGE, Confirmation, Telemetry
 from edge_agent.protocol.topics import INGESTED, Channel, device_topic, ingest_subscription
 from server.core.config import Settings
-from server.core.db import utcnow
+from server.core.db import WRITER, utcnow
 from server.devices import service as devices_service
 from server.ingest import metrics
 from server.ingest import service as ingest_service
@@ -262,6 +262,7 @@ class IngestConsumer:
         """Store one batch in one transaction and commit it."""
         received_at = utcnow()
         with self.sessions() as session:
+            session.connection(execution_options=WRITER)
             parsed = [i.verdict for i in batch if isinstance(i.verdict, ingest_service.Parsed)]
             identities = self.devices.lookup(session, {p.device_id for p in parsed})
             accepted: list[ingest_service.Accepted] = []

@@ -388,7 +388,12 @@ def start_automatic_rollout(session: Session, *, actor: Actor, model_id: uuid.UU
     settings = get_settings().rollouts
     soak = settings.auto_soak_seconds
     steps = [RolloutStep(percent=p, soak_seconds=soak) for p in settings.auto_step_percents]
-    return start_rollout(session, actor=actor, data=RolloutCreate(model_id=model_id, steps=steps))
+    thresholds = AnalysisThresholds(min_scored=settings.auto_min_scored)
+    return start_rollout(
+        session,
+        actor=actor,
+        data=RolloutCreate(model_id=model_id, steps=steps, thresholds=thresholds),
+    )
 
 
 # Rollouts: analysis and decisions

@@ -35,7 +35,8 @@ from server.training.exceptions import InvalidTrainingWindow, RunTakenOver, Trai
 from server.training.orm import RunState, RunTrigger, TrainingRun
 
 if TYPE_CHECKING:
-    from server.training.service import RetrainOptions
+    from server.training.service import RetrainOptions, RetrainResult, TrainedCandidate
+    from server.training.snapshot import SnapshotManifest
 
 logger = logging.getLogger(__name__)
 
@@ -248,22 +249,12 @@ def _finish(session: Session, run_id: uuid.UUID, **values: Any) -> None:
     session.refresh(get_run(session, run_id))
 
 
-def complete_run(
-    session: Session, run_id: uuid.UUID, *, options: RetrainOptions | None = None
-) -> TrainingRun:
-    """Train a claimed run and record the outcome.
-
-    The model name is the run's, whatever ``options`` say. Errors propagate, so that the
-    caller's transaction rolls back, registration included.
-    """
-    # Imported here: it loads the ML stack, which the API does not need.
+def _retrain_options(run: TrainingRun, options: RetrainOptions | None) -> RetrainOptions:
+    """The run's model name, whatever ``options`` say."""
     from server.training import service as training_service
 
-    run = get_run(session, run_id)
-    if run.state is not RunState.RUNNING:
-        raise RunTakenOver(f"training run {run_id} is {run.state.value}, not running")
     base = options or training_service.RetrainOptions()
-    retrain_options = training_service.RetrainOptions(
+    return training_service.RetrainOptions(
         model_name=run.model_name,
         quantization=base.quantization,
         validation_fraction=base.validation_fraction,
@@ -271,13 +262,48 @@ def complete_run(
         mlp=base.mlp,
         gate=base.gate,
     )
-    result = training_service.retrain(
-        session,
-        actor=Actor.system(SYSTEM_ACTOR),
-        start=run.window_start,
-        end=run.window_end,
-        options=retrain_options,
+
+
+def _running(session: Session, run_id: uuid.UUID) -> TrainingRun:
+    run = get_run(session, run_id)
+    if run.state is not RunState.RUNNING:
+        raise RunTakenOver(f"training run {run_id} is {run.state.value}, not running")
+    return run
+
+
+def snapshot_run(
+    session: Session, run_id: uuid.UUID, *, options: RetrainOptions | None = None
+) -> tuple[RetrainOptions, SnapshotManifest | RetrainResult]:
+    """A claimed run's first step: its options and its stored snapshot, or the result
+    naming the model already trained on that very snapshot."""
+    # Imported here: it loads the ML stack, which the API does not need.
+    from server.training import service as training_service
+
+    run = _running(session, run_id)
+    retrain_options = _retrain_options(run, options)
+    prepared = training_service.snapshot_for_retraining(
+        session, start=run.window_start, end=run.window_end, options=retrain_options
     )
+    return retrain_options, prepared
+
+
+def register_run(
+    session: Session, run_id: uuid.UUID, *, trained: TrainedCandidate, options: RetrainOptions
+) -> TrainingRun:
+    """A claimed run's last step: gate and register its trained candidate, record the
+    outcome. Errors propagate, so that the caller's transaction rolls back, registration
+    included."""
+    from server.training import service as training_service
+
+    _running(session, run_id)
+    result = training_service.register_candidate(
+        session, actor=Actor.system(SYSTEM_ACTOR), trained=trained, options=options
+    )
+    return record_result(session, run_id, result)
+
+
+def record_result(session: Session, run_id: uuid.UUID, result: RetrainResult) -> TrainingRun:
+    """Finish a run with what retraining gave: registered or rejected, and why."""
     verdict = result.gate
     reason: str | None
     if result.model_id is None:

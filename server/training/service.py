@@ -690,23 +690,23 @@ def _start_rollout(session: Session, *, actor: Actor, model_id: uuid.UUID) -> st
     return None
 
 
-def retrain(
-    session: Session,
-    *,
-    actor: Actor,
-    start: datetime,
-    end: datetime,
-    options: RetrainOptions | None = None,
-) -> RetrainResult:
-    """Snapshot the fleet's labelled events in ``[start, end)``, train on the snapshot,
-    convert, evaluate on its time-later slice, and register the result as a candidate
-    if it passes the gate against the stable model on that same slice.
+@dataclass(frozen=True)
+class TrainedCandidate:
+    """A model trained and evaluated on a stored snapshot, not yet gated or registered."""
 
-    Safe to run twice: the snapshot id is the range plus a hash of its content, and a
-    model whose lineage names that snapshot is returned instead of training again.
-    """
-    options = options or RetrainOptions()
-    started = time.monotonic()
+    snapshot: SnapshotManifest
+    split: Split
+    metrics: Metrics
+    model_bytes: bytes
+    started: float
+    """``time.monotonic()`` when retraining began, for the log."""
+
+
+def snapshot_for_retraining(
+    session: Session, *, start: datetime, end: datetime, options: RetrainOptions
+) -> SnapshotManifest | RetrainResult:
+    """Build and store the snapshot of ``[start, end)``; or, when a model was already
+    trained on that very snapshot, the result that names it."""
     built = build_snapshot(session, start=start, end=end)
     existing = registry_service.model_for_snapshot(
         session, name=options.model_name, snapshot=built.manifest.key
@@ -720,24 +720,41 @@ def retrain(
             created=False,
             gate=GateResult.model_validate(stored) if stored else None,
         )
-    manifest = store_snapshot(built)
-    # Nothing has been written to the database yet, and training takes minutes: end the
-    # reading transaction so that no lock is held meanwhile (SQLite locks the whole file).
-    session.commit()
+    return store_snapshot(built)
+
+
+def train_on_snapshot(
+    snapshot: SnapshotManifest, options: RetrainOptions, *, started: float | None = None
+) -> TrainedCandidate:
+    """Split the stored snapshot by time, train, convert and evaluate. No database: the
+    minutes this takes hold no transaction open."""
     # Train on what was stored, so the model's lineage points at exactly its data.
-    dataset = load_snapshot(manifest.id).dataset
+    dataset = load_snapshot(snapshot.id).dataset
     split = split_by_fraction(
         dataset, validation=options.validation_fraction, test=options.test_fraction
     )
     _check_slices(split)
     keras_model = mlp.train_mlp(split.train, options.mlp)
     converted = convert_and_evaluate(keras_model, split, (options.quantization,))
-    metrics = converted.models[f"tflite_{options.quantization}"]
-    model_bytes = converted.model_bytes[options.quantization]
+    return TrainedCandidate(
+        snapshot=snapshot,
+        split=split,
+        metrics=converted.models[f"tflite_{options.quantization}"],
+        model_bytes=converted.model_bytes[options.quantization],
+        started=time.monotonic() if started is None else started,
+    )
+
+
+def register_candidate(
+    session: Session, *, actor: Actor, trained: TrainedCandidate, options: RetrainOptions
+) -> RetrainResult:
+    """Gate the candidate against the stable model on its held-out slice; register it
+    (with its gate and feature profile in the lineage) only if it passes."""
+    manifest, split, metrics = trained.snapshot, trained.split, trained.metrics
     verdict = gate_candidate(
         session,
         model_name=options.model_name,
-        candidate_bytes=model_bytes,
+        candidate_bytes=trained.model_bytes,
         candidate_threshold=metrics.threshold,
         test=split.test,
         margins=options.gate or default_gate_margins(),
@@ -749,7 +766,7 @@ def retrain(
     model = registry_service.register_model(
         session,
         actor=actor,
-        model_bytes=model_bytes,
+        model_bytes=trained.model_bytes,
         metadata=ModelMetadata(
             name=options.model_name,
             feature_spec_version=manifest.feature_spec_version,
@@ -778,7 +795,7 @@ def retrain(
         "retrained %s on %s in %.1f s: PR-AUC %.4f on %d held-out rows; gate: %s",
         model.label,
         manifest.key,
-        time.monotonic() - started,
+        time.monotonic() - trained.started,
         metrics.pr_auc,
         metrics.rows,
         verdict.reason,
@@ -791,3 +808,29 @@ def retrain(
         gate=verdict,
         rollout_error=rollout_error,
     )
+
+
+def retrain(
+    session: Session,
+    *,
+    actor: Actor,
+    start: datetime,
+    end: datetime,
+    options: RetrainOptions | None = None,
+) -> RetrainResult:
+    """Snapshot the fleet's labelled events in ``[start, end)``, train on the snapshot,
+    convert, evaluate on its time-later slice, and register the result as a candidate
+    if it passes the gate against the stable model on that same slice.
+
+    Safe to run twice: the snapshot id is the range plus a hash of its content, and a
+    model whose lineage names that snapshot is returned instead of training again.
+    All in the caller's transaction; ``training.run`` uses the three steps with a
+    transaction each instead, so that none is open while the model trains.
+    """
+    options = options or RetrainOptions()
+    started = time.monotonic()
+    snapshot = snapshot_for_retraining(session, start=start, end=end, options=options)
+    if isinstance(snapshot, RetrainResult):
+        return snapshot
+    trained = train_on_snapshot(snapshot, options, started=started)
+    return register_candidate(session, actor=actor, trained=trained, options=options)

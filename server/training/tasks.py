@@ -54,15 +54,24 @@ def retrain(start: str, end: str, model_name: str = "fraud") -> dict[str, str | 
 def execute_run(
     run_id: uuid.UUID, *, options: training_service.RetrainOptions | None = None
 ) -> RunState:
-    """Claim the run, train it, record the outcome; each step in its own transaction,
-    so the lock is visible to other workers while training runs."""
+    """Claim the run, snapshot, train, gate and record: claim, snapshot and registration
+    each in a transaction of their own, training in none, so that the lock is visible to
+    other workers while training runs and no database lock is held meanwhile."""
     with session_scope() as session:
         state = runs_service.claim_run(session, run_id).state
     if state is not RunState.RUNNING:
         return state
     try:
         with session_scope() as session:
-            return runs_service.complete_run(session, run_id, options=options).state
+            retrain_options, prepared = runs_service.snapshot_run(session, run_id, options=options)
+        if isinstance(prepared, training_service.RetrainResult):
+            with session_scope() as session:
+                return runs_service.record_result(session, run_id, prepared).state
+        trained = training_service.train_on_snapshot(prepared, retrain_options)
+        with session_scope() as session:
+            return runs_service.register_run(
+                session, run_id, trained=trained, options=retrain_options
+            ).state
     except (OperationalError, ConnectionError):
         with session_scope() as session:
             runs_service.release_run(session, run_id)
