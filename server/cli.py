@@ -137,16 +137,16 @@ def demo(
     clusters: Annotated[int, typer.Option(min=1, max=3, help="Simulated K3s clusters.")] = 3,
     rate: Annotated[
         float, typer.Option(min=0.1, max=50, help="Transactions per second per device.")
-    ] = 0.5,
+    ] = 2.0,
     history: Annotated[
         str, typer.Option(help="Simulated past each device scores first, e.g. 6h.")
-    ] = "6h",
+    ] = "3h",
     drift_after: Annotated[
         str, typer.Option(help="When the new fraud pattern starts, e.g. 5m, 90s.")
     ] = "5m",
     drift_rate: Annotated[
         float, typer.Option(min=0.0, max=0.3, help="Share of traffic that is the new fraud.")
-    ] = 0.05,
+    ] = 0.1,
     bad_model: Annotated[
         bool, typer.Option("--bad-model", help="Also roll out a model that flags everything.")
     ] = False,

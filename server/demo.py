@@ -52,13 +52,13 @@ WATCH_SECONDS = 2.0
 class DemoOptions:
     devices: int = 6
     clusters: int = 3
-    rate: float = 0.5
+    rate: float = 2.0
     """Transactions per second each device scores, in real time."""
-    history: timedelta = timedelta(hours=6)
+    history: timedelta = timedelta(hours=3)
     """Simulated past each device scores at once when it gets its first model, so that
     its feature state (card histories) is warm, as on a device that has run a while."""
     drift_after: timedelta = timedelta(minutes=5)
-    drift_rate: float = 0.05
+    drift_rate: float = 0.1
     bad_model: bool = False
     port: int = 8000
     data_dir: Path = Path("var/demo")
@@ -89,7 +89,8 @@ def demo_environment(options: DemoOptions) -> dict[str, str]:
         "EDGEPLANE_TRAINING__DRIFT_PSI_THRESHOLD": "5",
         "EDGEPLANE_TRAINING__DRIFT_COOLDOWN_HOURS": "0.1",
         "EDGEPLANE_TRAINING__FLAG_RATE_REFERENCE_HOURS": "0.05",
-        "EDGEPLANE_TRAINING__WINDOW_DAYS": "0.5",
+        # Retrain on the last quarter of an hour: the story's data, the new pattern in it.
+        "EDGEPLANE_TRAINING__WINDOW_DAYS": str(15 / (24 * 60)),
         # Labels of the last minutes: the story is minutes long, not days.
         "EDGEPLANE_TRAINING__PRECISION_WINDOW_HOURS": "0.1",
         "EDGEPLANE_TRAINING__RECALL_MIN_FRAUD": "10",
@@ -175,7 +176,8 @@ class Demo:
             ]
             trusted = registry_service.trusted_public_keys(session)
         agents_dir = settings.data_dir / "agents"
-        # The density of traffic per card and store that the first model is trained on.
+        # Cards and stores in proportion to the traffic, as in the first model's training
+        # data: the same density of payments per card, so the same feature distributions.
         traffic = TrafficConfig(transactions_per_second=self.options.rate).simulator_config()
         for i, (cluster, token) in enumerate(tokens):
             name = f"pos-{cluster.removeprefix('store-')}-{i:02d}"
@@ -190,6 +192,10 @@ class Demo:
                         "start": self.started - self.options.history,
                         "drift_at": self.drift_at,
                         "drift_rate": self.options.drift_rate,
+                        # The new pattern's cards are used within a minute, not
+                        # within the hour, so the story needs minutes, not hours.
+                        "drift_delay_min": timedelta(seconds=10),
+                        "drift_delay_max": timedelta(seconds=60),
                         "chargeback_delay_min": timedelta(seconds=20),
                         "chargeback_delay_max": timedelta(seconds=60),
                         "legit_label_delay": timedelta(seconds=20),
@@ -349,7 +355,6 @@ class Demo:
             training_service.TrainingOptions(
                 seed=self.options.seed,
                 days=self.options.training_days,
-                transactions_per_second=self.options.rate,
             ),
             output_dir=output,
             # The registry signs with the control plane's key; this one signs the scratch copy.
@@ -520,7 +525,6 @@ class Demo:
         traffic = TrafficConfig(
             seed=self.options.seed + 7,
             days=3,
-            transactions_per_second=self.options.rate,
             drift_after_days=1.0,
             drift_rate=self.options.drift_rate,
         )

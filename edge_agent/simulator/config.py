@@ -147,6 +147,11 @@ class SimulatorConfig(BaseModel):
     drift_mcc_group: str = Field(
         default="electronics", description="Merchant-category group merchant_shift targets"
     )
+    drift_delay_min: timedelta = Field(
+        default=timedelta(minutes=5),
+        description="Least time from a merchant_shift card's compromise to its first use",
+    )
+    drift_delay_max: timedelta = timedelta(minutes=45)
     chargeback_delay_min: timedelta = timedelta(days=1)
     chargeback_delay_max: timedelta = timedelta(days=10)
     legit_label_delay: timedelta = Field(
@@ -177,6 +182,8 @@ class SimulatorConfig(BaseModel):
             raise ValueError("fraud_rate + drift_rate must stay below 0.5")
         if not timedelta(0) <= self.chargeback_delay_min <= self.chargeback_delay_max:
             raise ValueError("need 0 <= chargeback_delay_min <= chargeback_delay_max")
+        if not timedelta(0) <= self.drift_delay_min <= self.drift_delay_max:
+            raise ValueError("need 0 <= drift_delay_min <= drift_delay_max")
         if self.legit_label_delay < timedelta(0):
             raise ValueError("legit_label_delay must not be negative")
         return self

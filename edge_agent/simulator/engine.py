@@ -105,6 +105,10 @@ class Simulator:
         self._per_minute = cfg.transactions_per_second * 60.0 / MEAN_RHYTHM
         self._id_prefix = f"{cfg.transaction_id_prefix}-{cfg.seed}-"
         self._legit_delay = cfg.legit_label_delay
+        self._drift_delay = (
+            cfg.drift_delay_min.total_seconds(),
+            cfg.drift_delay_max.total_seconds(),
+        )
         self._delay_range = (
             cfg.chargeback_delay_min.total_seconds(),
             cfg.chargeback_delay_max.total_seconds(),
@@ -391,7 +395,7 @@ class Simulator:
         )
         if not stores:
             return
-        when = timestamp + rng.uniform(300.0, 2700.0)
+        when = timestamp + rng.uniform(*self._drift_delay)
         for _ in range(rng.randint(1, 3)):
             store = _pick(rng, stores)
             amount_eur = (

@@ -143,6 +143,37 @@ def test_drift_pattern_is_absent_before_drift_at_and_present_after() -> None:
     assert all(mcc_group(tx.merchant_category) == "electronics" for tx, _ in shifted)
 
 
+@pytest.mark.parametrize(
+    ("delay", "first_within"),
+    [
+        ((timedelta(seconds=10), timedelta(seconds=60)), timedelta(minutes=3)),
+        (None, timedelta(hours=2)),
+    ],
+)
+def test_the_drift_pattern_starts_after_its_delay(
+    delay: tuple[timedelta, timedelta] | None, first_within: timedelta
+) -> None:
+    drift_at = START + timedelta(hours=12)
+    config = SimulatorConfig(
+        seed=3, transactions_per_second=2.0, n_cards=4000, drift_at=drift_at, drift_rate=0.1
+    )
+    if delay is not None:
+        config = config.model_copy(
+            update={"drift_delay_min": delay[0], "drift_delay_max": delay[1]}
+        )
+    simulator = Simulator(config)
+    transactions = list(simulator.stream(until=drift_at + first_within))
+    kinds = {label.transaction_id: label.fraud_type for label in simulator.labels.drain()}
+    shifted = [
+        tx.timestamp
+        for tx in transactions
+        if kinds.get(tx.transaction_id) is FraudType.MERCHANT_SHIFT
+    ]
+    least = delay[0] if delay is not None else config.drift_delay_min
+    assert shifted, "the new pattern shows within its delay"
+    assert min(shifted) >= drift_at + least
+
+
 def test_merchant_shift_hits_a_group_the_card_never_used_at_ordinary_amounts() -> None:
     transactions, labels = two_days_with_drift()
     groups_used: defaultdict[str, set[str]] = defaultdict(set)
@@ -266,6 +297,7 @@ def test_amounts_follow_card_habits_and_currency() -> None:
         {"drift_mcc_group": "spaceships"},
         {"fraud_rate": 0.3, "drift_rate": 0.3},
         {"chargeback_delay_min": timedelta(days=3), "chargeback_delay_max": timedelta(days=1)},
+        {"drift_delay_min": timedelta(hours=1), "drift_delay_max": timedelta(minutes=1)},
         {"start": datetime(2026, 1, 5)},  # noqa: DTZ001 - a naive start must be refused
     ],
 )
