@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable
 from functools import lru_cache
 
 import numpy as np
@@ -272,6 +273,17 @@ def get_model(session: Session, model_id: uuid.UUID) -> ModelVersion:
     if model is None:
         raise ModelNotFound(f"model version {model_id} does not exist")
     return model
+
+
+def labels(session: Session, model_ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, str]:
+    """The labels (``fraud-3``) of these model versions, in one query; unknown ids are left out."""
+    wanted = {model_id for model_id in model_ids if model_id is not None}
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(ModelVersion.id, ModelVersion.label).where(ModelVersion.id.in_(wanted))
+    ).all()
+    return dict(rows)
 
 
 def stable_model(session: Session, *, name: str) -> ModelVersion | None:

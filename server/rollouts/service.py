@@ -775,14 +775,14 @@ def _latest_analyses(
 
 def to_read(session: Session, rollouts: Sequence[Rollout]) -> list[RolloutRead]:
     analyses = _latest_analyses(session, (rollout.id for rollout in rollouts))
-    labels: dict[uuid.UUID, str] = {}
+    labels = registry_service.labels(
+        session,
+        [rollout.model_id for rollout in rollouts]
+        + [rollout.baseline_model_id for rollout in rollouts],
+    )
 
     def label(model_id: uuid.UUID | None) -> str | None:
-        if model_id is None:
-            return None
-        if model_id not in labels:
-            labels[model_id] = registry_service.get_model(session, model_id).label
-        return labels[model_id]
+        return None if model_id is None else labels.get(model_id)
 
     return [
         RolloutRead(

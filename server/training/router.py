@@ -34,7 +34,7 @@ def create_run(
         window_end=data.window_end,
         note=data.note,
     )
-    return TrainingRunRead.model_validate(run)
+    return runs_service.to_read(session, [run])[0]
 
 
 @router.get("/runs", operation_id="training-runs-list", response_model=TrainingRunList)
@@ -46,11 +46,9 @@ def list_runs(
     state: RunState | None = None,
 ) -> TrainingRunList:
     items, cursor = runs_service.list_runs(session, params=page, trigger=trigger, state=state)
-    return TrainingRunList(
-        items=[TrainingRunRead.model_validate(run) for run in items], next_cursor=cursor
-    )
+    return TrainingRunList(items=runs_service.to_read(session, items), next_cursor=cursor)
 
 
 @router.get("/runs/{run_id}", operation_id="training-runs-get", response_model=TrainingRunRead)
 def get_run(session: SessionDep, _: ViewerActor, run_id: uuid.UUID) -> TrainingRunRead:
-    return TrainingRunRead.model_validate(runs_service.get_run(session, run_id))
+    return runs_service.to_read(session, [runs_service.get_run(session, run_id)])[0]

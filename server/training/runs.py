@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
@@ -30,9 +31,11 @@ from server.common.actor import Actor
 from server.common.pagination import PageParams, paginate
 from server.core.config import get_settings
 from server.core.db import after_commit, utcnow
+from server.registry import service as registry_service
 from server.training.drift import DriftCheck, check_drift
 from server.training.exceptions import InvalidTrainingWindow, RunTakenOver, TrainingRunNotFound
 from server.training.orm import RunState, RunTrigger, TrainingRun
+from server.training.schemas import TrainingRunRead
 
 if TYPE_CHECKING:
     from server.training.service import RetrainOptions, RetrainResult, TrainedCandidate
@@ -158,6 +161,17 @@ def list_runs(
         params=params,
         descending=True,
     )
+
+
+def to_read(session: Session, runs: Sequence[TrainingRun]) -> list[TrainingRunRead]:
+    """Runs as the API shows them, with the label of each registered model."""
+    labels = registry_service.labels(session, (run.model_id for run in runs))
+    return [
+        TrainingRunRead.model_validate(run).model_copy(
+            update={"model_label": labels.get(run.model_id) if run.model_id else None}
+        )
+        for run in runs
+    ]
 
 
 def _take_over_stale(session: Session, *, run_id: uuid.UUID, now: datetime) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import AwareDatetime, Field
 
 from server.common.schemas import ReadModel, RequestModel
+from server.training.gate import GateResult
 from server.training.orm import RunState, RunTrigger
 
 
@@ -31,7 +32,10 @@ class TrainingRunRead(ReadModel):
     window_end: datetime
     snapshot_key: str | None
     model_id: uuid.UUID | None = Field(description="The registered candidate, if it passed.")
-    gate: dict[str, Any] | None = Field(description="The gate's verdict and numbers.")
+    model_label: str | None = Field(default=None, description="Its label, such as fraud-3.")
+    gate: GateResult | None = Field(
+        description="The gate's verdict, with both models' numbers on the held-out slice."
+    )
     reason: str | None = Field(description="Why the run was rejected or skipped.")
     error: str | None
     created_at: datetime

@@ -70,6 +70,9 @@ class Fleet:
     anomaly_ids: list[int] = field(default_factory=list)
     # Model label -> id: fraud-1 (stable) and fraud-2 (candidate, its child).
     model_ids: dict[str, str] = field(default_factory=dict)
+    # Finished training runs, by what they show: "registered" (drift, fraud-2 passed the
+    # gate) and "rejected" (schedule, failed the gate).
+    training_run_ids: dict[str, str] = field(default_factory=dict)
     # The device with telemetry windows (its page's charts), and how many it has.
     telemetry_device: str = TELEMETRY_DEVICE
     telemetry_windows: int = TELEMETRY_WINDOWS
@@ -127,6 +130,7 @@ def _seed(session: Session) -> Fleet:
     _seed_anomalies(session, fleet)
     _seed_telemetry(session, fleet)
     _seed_models(session, fleet)
+    _seed_training_runs(session, fleet)
     return fleet
 
 
@@ -259,6 +263,86 @@ def _seed_models(session: Session, fleet: Fleet) -> None:
         parent = model
         fleet.model_ids[model.label] = str(model.id)
     session.flush()
+
+
+def _seed_training_runs(session: Session, fleet: Fleet) -> None:
+    """Two finished runs: drift fired on fraud-1's recall and fraud-2 passed the gate; a
+    scheduled run a day earlier whose candidate the gate refused."""
+    import uuid
+    from datetime import timedelta
+
+    from server.core.db import utcnow
+    from server.training.gate import GateMargins, GateSide, judge
+    from server.training.orm import RunState, RunTrigger, TrainingRun
+
+    now = utcnow()
+    margins = GateMargins(pr_auc=0.01, recall=0.02, false_positive_rate=0.01)
+    stable = GateSide(pr_auc=0.81, recall_at_fpr=0.62, threshold=0.9, precision=0.7, recall=0.6)
+    stable_id = fleet.model_ids["fraud-1"]
+    for name, trigger, candidate, ago in (
+        ("rejected", RunTrigger.SCHEDULE, (0.74, 0.55), timedelta(days=1)),
+        ("registered", RunTrigger.DRIFT, (0.86, 0.67), timedelta(minutes=30)),
+    ):
+        verdict = judge(
+            GateSide(
+                pr_auc=candidate[0],
+                recall_at_fpr=candidate[1],
+                threshold=0.88,
+                precision=0.72,
+                recall=0.64,
+            ),
+            stable,
+            margins=margins,
+            test_rows=41_250,
+            test_positives=388,
+            stable_model_id=stable_id,
+            stable_label="fraud-1",
+        )
+        evidence: dict[str, Any] = (
+            {"schedule_hours": 24.0, "due_at": (now - ago).isoformat()}
+            if trigger is RunTrigger.SCHEDULE
+            else {
+                "model_id": stable_id,
+                "model_label": "fraud-1",
+                "checked_at": (now - ago).isoformat(),
+                "fired": ["recall"],
+                "checks": [
+                    {
+                        "check": "recall",
+                        "fired": True,
+                        "evaluated": True,
+                        "detail": "estimated recall 0.31 against 0.62 on the test slice",
+                        "numbers": {"recall": 0.31, "baseline": 0.62},
+                    },
+                    {
+                        "check": "flag_rate",
+                        "fired": False,
+                        "evaluated": True,
+                        "detail": "flag rate 2.1% against 2.0% in the hours before",
+                        "numbers": {},
+                    },
+                ],
+            }
+        )
+        run = TrainingRun(
+            trigger=trigger,
+            evidence=evidence,
+            requested_by="retraining",
+            state=RunState.REGISTERED if verdict.passed else RunState.REJECTED,
+            model_name="fraud",
+            window_start=now - ago - timedelta(days=7),
+            window_end=now - ago,
+            snapshot_key=f"snapshots/fraud/{name}.npz",
+            model_id=uuid.UUID(fleet.model_ids["fraud-2"]) if verdict.passed else None,
+            gate=verdict.model_dump(mode="json"),
+            reason=verdict.reason,
+            created_at=now - ago,
+            started_at=now - ago + timedelta(seconds=5),
+            finished_at=now - ago + timedelta(minutes=2),
+        )
+        session.add(run)
+        session.flush()
+        fleet.training_run_ids[name] = str(run.id)
 
 
 @pytest.fixture(scope="package")

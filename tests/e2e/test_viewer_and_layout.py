@@ -18,6 +18,8 @@ READ_ONLY_BUTTONS = {
     "Try again",
     "Clear filters",
     "Load older",
+    "Details",
+    "Hide",
 }
 
 
@@ -67,6 +69,7 @@ def test_viewer_sees_no_mutating_controls(
         "clusters": "/clusters",
         "anomalies": "/anomalies",
         "models": "/models",
+        "training": "/training",
         "rollouts": "/rollouts",
         "rollout": f"/rollouts/{rollout_id}",
     }
@@ -75,6 +78,9 @@ def test_viewer_sees_no_mutating_controls(
         buttons = _buttons(page)
         assert buttons <= READ_ONLY_BUTTONS, (name, buttons - READ_ONLY_BUTTONS)
         shot(name)
+        if name == "training":
+            expect(page.get_by_role("form", name="Retrain now")).to_have_count(0)
+            expect(page.get_by_test_id("training-run").first).to_be_visible()
         if name == "overview":
             chart = page.get_by_role("img", name=re.compile(r"^Anomalies per minute"))
             expect(chart).to_be_visible()
@@ -105,6 +111,7 @@ def test_pages_fit_a_narrow_window(
         "clusters": "/clusters",
         "anomalies": "/anomalies",
         "models": f"/models?compare={fleet.model_ids['fraud-1']},{fleet.model_ids['fraud-2']}",
+        "training": "/training",
         "rollouts": "/rollouts",
         "rollout": f"/rollouts/{rollout_id}",
         "start-rollout": "/rollouts/new",

@@ -52,6 +52,12 @@ export const PAGES: PageDef[] = [
     component: lazy(() => import("./pages/ModelsPage")),
   },
   {
+    path: "/training",
+    nav: "Retraining",
+    role: "viewer",
+    component: lazy(() => import("./pages/TrainingPage")),
+  },
+  {
     path: "/rollouts",
     nav: "Rollouts",
     role: "viewer",

@@ -52,7 +52,9 @@ def _stable(
     version = 1 + len(session.query(ModelVersion).all())
     lineage: dict[str, Any] = {"source": "test"}
     if profile:
-        _, reference = _traffic(1, 3_000, utcnow() - timedelta(days=10))
+        # Trained on the same hours of the same weekday as _recent's traffic: which
+        # regions are open (so the amounts and currencies seen) follows the clock.
+        _, reference = _traffic(1, 3_000, _noon(8))
         lineage["feature_profile"] = build_profile(reference).model_dump(mode="json")
     model = ModelVersion(
         name=name,

@@ -1807,6 +1807,52 @@ export interface components {
          * @enum {string}
          */
         EventKind: "anomaly" | "sample";
+        /** GateMargins */
+        GateMargins: {
+            /** Pr Auc */
+            pr_auc: number;
+            /** Recall */
+            recall: number;
+            /** False Positive Rate */
+            false_positive_rate: number;
+        };
+        /**
+         * GateResult
+         * @description The verdict and the numbers on both sides; stored in the run and the model's lineage.
+         */
+        GateResult: {
+            /** Passed */
+            passed: boolean;
+            /** Reason */
+            reason: string;
+            margins: components["schemas"]["GateMargins"];
+            /** Test Rows */
+            test_rows: number;
+            /** Test Positives */
+            test_positives: number;
+            candidate: components["schemas"]["GateSide"];
+            stable?: components["schemas"]["GateSide"] | null;
+            /** Stable Model Id */
+            stable_model_id?: string | null;
+            /** Stable Label */
+            stable_label?: string | null;
+        };
+        /**
+         * GateSide
+         * @description One model's numbers on the gate's slice.
+         */
+        GateSide: {
+            /** Pr Auc */
+            pr_auc: number;
+            /** Recall At Fpr */
+            recall_at_fpr: number;
+            /** Threshold */
+            threshold: number;
+            /** Precision */
+            precision: number;
+            /** Recall */
+            recall: number;
+        };
         /** HTTPValidationError */
         HTTPValidationError: {
             /** Detail */
@@ -2376,12 +2422,12 @@ export interface components {
              */
             model_id: string | null;
             /**
-             * Gate
-             * @description The gate's verdict and numbers.
+             * Model Label
+             * @description Its label, such as fraud-3.
              */
-            gate: {
-                [key: string]: unknown;
-            } | null;
+            model_label?: string | null;
+            /** @description The gate's verdict, with both models' numbers on the held-out slice. */
+            gate: components["schemas"]["GateResult"] | null;
             /**
              * Reason
              * @description Why the run was rejected or skipped.

@@ -1,6 +1,6 @@
-import { useRef, useState, type ReactNode } from "react";
+import { useRef, type ReactNode } from "react";
 
-import { asApiError, type ApiError } from "../api/errors";
+import { useSubmit } from "../lib/useSubmit";
 import { ErrorBanner } from "./Feedback";
 
 interface Props {
@@ -16,27 +16,20 @@ interface Props {
 /** A button that asks first, in a modal dialog, and shows the API's answer if it fails. */
 export function ConfirmButton({ label, title, children, confirmLabel, onConfirm, danger = false, disabled = false }: Props) {
   const dialog = useRef<HTMLDialogElement>(null);
-  const [pending, setPending] = useState(false);
-  const [error, setError] = useState<ApiError | null>(null);
+  const submission = useSubmit();
 
   const open = () => {
-    setError(null);
+    submission.clear();
     dialog.current?.showModal();
   };
   const close = () => {
     dialog.current?.close();
   };
-  const confirm = async () => {
-    setPending(true);
-    setError(null);
-    try {
+  const confirm = () => {
+    void submission.run(async () => {
       await onConfirm();
       close();
-    } catch (caught) {
-      setError(asApiError(caught));
-    } finally {
-      setPending(false);
-    }
+    });
   };
 
   return (
@@ -47,18 +40,18 @@ export function ConfirmButton({ label, title, children, confirmLabel, onConfirm,
       <dialog ref={dialog} className="dialog" aria-label={title}>
         <h2>{title}</h2>
         <div className="dialog-body">{children}</div>
-        {error !== null && <ErrorBanner error={error} />}
+        {submission.error !== null && <ErrorBanner error={submission.error} />}
         <div className="actions">
-          <button type="button" className="button-secondary" onClick={close} disabled={pending}>
+          <button type="button" className="button-secondary" onClick={close} disabled={submission.pending}>
             Cancel
           </button>
           <button
             type="button"
             className={danger ? "button-danger" : "button-primary"}
-            onClick={() => void confirm()}
-            disabled={pending}
+            onClick={confirm}
+            disabled={submission.pending}
           >
-            {pending ? "Working…" : confirmLabel}
+            {submission.pending ? "Working…" : confirmLabel}
           </button>
         </div>
       </dialog>

@@ -2,7 +2,7 @@ import { useState, type SubmitEvent } from "react";
 import { Link } from "react-router";
 
 import { api, type Schemas } from "../api/client";
-import { asApiError, unwrap, type ApiError } from "../api/errors";
+import { unwrap } from "../api/errors";
 import { LabelChips, StatusBadge } from "../components/Badges";
 import { Empty, ErrorBanner, Loading, Notice } from "../components/Feedback";
 import { LabelEditor, labelsFromRows, type LabelRow } from "../components/LabelEditor";
@@ -10,6 +10,7 @@ import { RequireRole } from "../components/RequireRole";
 import { Time } from "../components/Time";
 import { useApi } from "../lib/useApi";
 import { usePageTitle } from "../lib/usePageTitle";
+import { useSubmit } from "../lib/useSubmit";
 
 type ClusterKind = Schemas["ClusterKind"];
 
@@ -33,21 +34,16 @@ function RegisterCluster({
   const [apiServerUrl, setApiServerUrl] = useState("");
   const [kubeconfig, setKubeconfig] = useState("");
   const [labels, setLabels] = useState<LabelRow[]>([]);
-  const [pending, setPending] = useState(false);
-  const [error, setError] = useState<ApiError | null>(null);
-  const [problem, setProblem] = useState<string | null>(null);
+  const submission = useSubmit();
 
-  const submit = async (event: SubmitEvent) => {
+  const submit = (event: SubmitEvent) => {
     event.preventDefault();
     const parsed = labelsFromRows(labels);
     if ("problem" in parsed) {
-      setProblem(parsed.problem);
+      submission.refuse(parsed.problem);
       return;
     }
-    setProblem(null);
-    setPending(true);
-    setError(null);
-    try {
+    void submission.run(async () => {
       const cluster = await unwrap(
         api.POST("/api/v1/clusters", {
           body: {
@@ -61,17 +57,13 @@ function RegisterCluster({
         }),
       );
       onRegistered(cluster);
-    } catch (caught) {
-      setError(asApiError(caught));
-    } finally {
-      setPending(false);
-    }
+    });
   };
 
   return (
-    <form className="card stack form" aria-label="Register cluster" onSubmit={(event) => void submit(event)}>
+    <form className="card stack form" aria-label="Register cluster" onSubmit={submit}>
       <h2>Register a cluster</h2>
-      {error !== null && <ErrorBanner error={error} />}
+      {submission.error !== null && <ErrorBanner error={submission.error} />}
       <div className="form-grid">
         <label>
           Name
@@ -139,15 +131,15 @@ function RegisterCluster({
       </label>
       <fieldset>
         <legend>Labels</legend>
-        {problem !== null && <p className="field-problem">{problem}</p>}
+        {submission.problem !== null && <p className="field-problem">{submission.problem}</p>}
         <LabelEditor rows={labels} onChange={setLabels} />
       </fieldset>
       <div className="actions">
-        <button type="button" className="button-secondary" onClick={onCancel} disabled={pending}>
+        <button type="button" className="button-secondary" onClick={onCancel} disabled={submission.pending}>
           Cancel
         </button>
-        <button type="submit" className="button-primary" disabled={pending}>
-          {pending ? "Registering…" : "Register"}
+        <button type="submit" className="button-primary" disabled={submission.pending}>
+          {submission.pending ? "Registering…" : "Register"}
         </button>
       </div>
     </form>

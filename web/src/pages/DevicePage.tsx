@@ -2,7 +2,7 @@ import { useState } from "react";
 import { Link, useParams } from "react-router";
 
 import { api, type Schemas } from "../api/client";
-import { asApiError, unwrap, type ApiError } from "../api/errors";
+import { unwrap } from "../api/errors";
 import { LabelChips, StatusBadge } from "../components/Badges";
 import { ConfirmButton } from "../components/ConfirmButton";
 import { ErrorBanner, Loading, Notice } from "../components/Feedback";
@@ -12,6 +12,7 @@ import { RequireRole } from "../components/RequireRole";
 import { Time } from "../components/Time";
 import { useApi } from "../lib/useApi";
 import { usePageTitle } from "../lib/usePageTitle";
+import { useSubmit } from "../lib/useSubmit";
 
 type Device = Schemas["DeviceRead"];
 type Window = Schemas["TelemetryPoint"];
@@ -66,9 +67,7 @@ function outboxDepth(device: Device, windows: Window[] | undefined): number | nu
 
 function Labels({ device, onSaved }: { device: Device; onSaved: (device: Device) => void }) {
   const [rows, setRows] = useState<LabelRow[] | null>(null);
-  const [pending, setPending] = useState(false);
-  const [error, setError] = useState<ApiError | null>(null);
-  const [problem, setProblem] = useState<string | null>(null);
+  const submission = useSubmit();
 
   if (rows === null) {
     return (
@@ -79,7 +78,7 @@ function Labels({ device, onSaved }: { device: Device; onSaved: (device: Device)
             type="button"
             className="button-secondary"
             onClick={() => {
-              setError(null);
+              submission.clear();
               setRows(rowsFromLabels(device.labels));
             }}
           >
@@ -90,16 +89,13 @@ function Labels({ device, onSaved }: { device: Device; onSaved: (device: Device)
     );
   }
 
-  const save = async () => {
+  const save = () => {
     const parsed = labelsFromRows(rows);
     if ("problem" in parsed) {
-      setProblem(parsed.problem);
+      submission.refuse(parsed.problem);
       return;
     }
-    setProblem(null);
-    setPending(true);
-    setError(null);
-    try {
+    void submission.run(async () => {
       const updated = await unwrap(
         api.PATCH("/api/v1/devices/{device_id}", {
           params: { path: { device_id: device.id } },
@@ -108,11 +104,7 @@ function Labels({ device, onSaved }: { device: Device; onSaved: (device: Device)
       );
       setRows(null);
       onSaved(updated);
-    } catch (caught) {
-      setError(asApiError(caught));
-    } finally {
-      setPending(false);
-    }
+    });
   };
 
   return (
@@ -121,25 +113,25 @@ function Labels({ device, onSaved }: { device: Device; onSaved: (device: Device)
       aria-label="Edit labels"
       onSubmit={(event) => {
         event.preventDefault();
-        void save();
+        save();
       }}
     >
-      {error !== null && <ErrorBanner error={error} />}
-      {problem !== null && <p className="field-problem">{problem}</p>}
+      {submission.error !== null && <ErrorBanner error={submission.error} />}
+      {submission.problem !== null && <p className="field-problem">{submission.problem}</p>}
       <LabelEditor rows={rows} onChange={setRows} />
       <div className="actions">
         <button
           type="button"
           className="button-secondary"
-          disabled={pending}
+          disabled={submission.pending}
           onClick={() => {
             setRows(null);
           }}
         >
           Cancel
         </button>
-        <button type="submit" className="button-primary" disabled={pending}>
-          {pending ? "Saving…" : "Save labels"}
+        <button type="submit" className="button-primary" disabled={submission.pending}>
+          {submission.pending ? "Saving…" : "Save labels"}
         </button>
       </div>
     </form>

@@ -1,7 +1,7 @@
 import { useState, type SubmitEvent } from "react";
 
 import { api, type Schemas } from "../api/client";
-import { asApiError, unwrap, type ApiError } from "../api/errors";
+import { unwrap } from "../api/errors";
 import { LabelChips } from "../components/Badges";
 import { ConfirmButton } from "../components/ConfirmButton";
 import { CopyButton } from "../components/CopyButton";
@@ -10,6 +10,7 @@ import { LabelEditor, labelsFromRows, type LabelRow } from "../components/LabelE
 import { Time } from "../components/Time";
 import { useApi } from "../lib/useApi";
 import { usePageTitle } from "../lib/usePageTitle";
+import { useSubmit } from "../lib/useSubmit";
 
 type Token = Schemas["EnrollmentTokenRead"];
 type Created = Schemas["EnrollmentTokenCreated"];
@@ -62,21 +63,16 @@ function CreateToken({
   const [clusterId, setClusterId] = useState("");
   const [hours, setHours] = useState("");
   const [labels, setLabels] = useState<LabelRow[]>([]);
-  const [pending, setPending] = useState(false);
-  const [error, setError] = useState<ApiError | null>(null);
-  const [problem, setProblem] = useState<string | null>(null);
+  const submission = useSubmit();
 
-  const submit = async (event: SubmitEvent) => {
+  const submit = (event: SubmitEvent) => {
     event.preventDefault();
     const parsed = labelsFromRows(labels);
     if ("problem" in parsed) {
-      setProblem(parsed.problem);
+      submission.refuse(parsed.problem);
       return;
     }
-    setProblem(null);
-    setPending(true);
-    setError(null);
-    try {
+    void submission.run(async () => {
       const created = await unwrap(
         api.POST("/api/v1/enrollment-tokens", {
           body: {
@@ -91,17 +87,13 @@ function CreateToken({
       setLabels([]);
       setHours("");
       onCreated(created);
-    } catch (caught) {
-      setError(asApiError(caught));
-    } finally {
-      setPending(false);
-    }
+    });
   };
 
   return (
-    <form className="card stack form" aria-label="Create enrollment token" onSubmit={(event) => void submit(event)}>
+    <form className="card stack form" aria-label="Create enrollment token" onSubmit={submit}>
       <h2>New enrollment token</h2>
-      {error !== null && <ErrorBanner error={error} />}
+      {submission.error !== null && <ErrorBanner error={submission.error} />}
       <div className="form-grid">
         <label>
           Description
@@ -148,12 +140,12 @@ function CreateToken({
       </div>
       <fieldset>
         <legend>Labels given to the device</legend>
-        {problem !== null && <p className="field-problem">{problem}</p>}
+        {submission.problem !== null && <p className="field-problem">{submission.problem}</p>}
         <LabelEditor rows={labels} onChange={setLabels} />
       </fieldset>
       <div className="actions">
-        <button type="submit" className="button-primary" disabled={pending}>
-          {pending ? "Creating…" : "Create token"}
+        <button type="submit" className="button-primary" disabled={submission.pending}>
+          {submission.pending ? "Creating…" : "Create token"}
         </button>
       </div>
     </form>

@@ -7,7 +7,7 @@ import { useCallback, useEffect, useMemo, useState } from "react";
 import { Link, useParams } from "react-router";
 
 import { api, type Schemas } from "../api/client";
-import { asApiError, unwrap, type ApiError } from "../api/errors";
+import { unwrap } from "../api/errors";
 import { RolloutStateBadge, VerdictBadge } from "../components/Badges";
 import { ConfirmButton } from "../components/ConfirmButton";
 import { Empty, ErrorBanner, Loading } from "../components/Feedback";
@@ -19,6 +19,7 @@ import { isActive, targetText, type Rollout } from "../lib/rollouts";
 import { useApi } from "../lib/useApi";
 import { usePageTitle } from "../lib/usePageTitle";
 import { usePoll } from "../lib/usePoll";
+import { useSubmit } from "../lib/useSubmit";
 
 type Analysis = Schemas["AnalysisRead"];
 type Check = Schemas["MetricCheck"];
@@ -84,38 +85,32 @@ function SoakCountdown({ rollout }: { rollout: Rollout }) {
 }
 
 function Actions({ rollout, onChanged }: { rollout: Rollout; onChanged: () => void }) {
-  const [pending, setPending] = useState(false);
-  const [error, setError] = useState<ApiError | null>(null);
+  const submission = useSubmit();
   const path = { params: { path: { rollout_id: rollout.id } } };
   const act = async (action: "pause" | "resume" | "promote" | "abort") => {
     await unwrap(api.POST(`/api/v1/rollouts/{rollout_id}/${action}`, path));
     onChanged();
   };
-  const quick = async (action: "pause" | "resume") => {
-    setPending(true);
-    setError(null);
-    try {
-      await act(action);
-    } catch (caught) {
-      setError(asApiError(caught));
-    } finally {
-      setPending(false);
-    }
-  };
+  const quick = (action: "pause" | "resume") => submission.run(() => act(action));
   const active = isActive(rollout.state);
 
   return (
     <div className="stack">
       <div className="actions">
         {rollout.state === "paused" ? (
-          <button type="button" className="button-secondary" disabled={pending} onClick={() => void quick("resume")}>
+          <button
+            type="button"
+            className="button-secondary"
+            disabled={submission.pending}
+            onClick={() => void quick("resume")}
+          >
             Resume
           </button>
         ) : (
           <button
             type="button"
             className="button-secondary"
-            disabled={pending || rollout.state !== "running"}
+            disabled={submission.pending || rollout.state !== "running"}
             onClick={() => void quick("pause")}
           >
             Pause
@@ -147,7 +142,7 @@ function Actions({ rollout, onChanged }: { rollout: Rollout; onChanged: () => vo
           </p>
         </ConfirmButton>
       </div>
-      {error !== null && <ErrorBanner error={error} />}
+      {submission.error !== null && <ErrorBanner error={submission.error} />}
     </div>
   );
 }

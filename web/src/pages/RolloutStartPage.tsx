@@ -7,11 +7,12 @@ import { useState } from "react";
 import { Link, useNavigate } from "react-router";
 
 import { api, type Schemas } from "../api/client";
-import { asApiError, unwrap, type ApiError } from "../api/errors";
+import { unwrap } from "../api/errors";
 import { ErrorBanner, Loading } from "../components/Feedback";
 import { LabelEditor, labelsFromRows, type LabelRow } from "../components/LabelEditor";
 import { useApi } from "../lib/useApi";
 import { usePageTitle } from "../lib/usePageTitle";
+import { useSubmit } from "../lib/useSubmit";
 
 type Thresholds = Schemas["AnalysisThresholds"];
 type ThresholdKey = keyof Thresholds;
@@ -176,26 +177,18 @@ function StartForm({ defaults, models }: { defaults: Schemas["RolloutDefaults"];
   const [labels, setLabels] = useState<LabelRow[]>([{ key: "", value: "" }]);
   const [steps, setSteps] = useState<StepRow[]>(() => stepRows(defaults.steps));
   const [thresholds, setThresholds] = useState<Record<string, string>>(() => thresholdTexts(defaults.thresholds));
-  const [problem, setProblem] = useState<string | null>(null);
-  const [error, setError] = useState<ApiError | null>(null);
-  const [pending, setPending] = useState(false);
+  const submission = useSubmit();
 
-  const submit = async () => {
+  const submit = () => {
     const built = requestBody({ modelId, kind, clusterIds, labels, steps }, thresholds);
     if ("problem" in built) {
-      setProblem(built.problem);
+      submission.refuse(built.problem);
       return;
     }
-    setProblem(null);
-    setError(null);
-    setPending(true);
-    try {
+    void submission.run(async () => {
       const created = await unwrap(api.POST("/api/v1/rollouts", { body: built.body }));
       void navigate(`/rollouts/${created.id}`);
-    } catch (caught) {
-      setError(asApiError(caught));
-      setPending(false);
-    }
+    });
   };
 
   return (
@@ -204,7 +197,7 @@ function StartForm({ defaults, models }: { defaults: Schemas["RolloutDefaults"];
       aria-label="Start rollout"
       onSubmit={(event) => {
         event.preventDefault();
-        void submit();
+        submit();
       }}
     >
       <div className="card stack">
@@ -308,18 +301,18 @@ function StartForm({ defaults, models }: { defaults: Schemas["RolloutDefaults"];
         </div>
       </details>
 
-      {problem !== null && (
+      {submission.problem !== null && (
         <p className="field-problem" role="alert">
-          {problem}
+          {submission.problem}
         </p>
       )}
-      {error !== null && <ErrorBanner error={error} />}
+      {submission.error !== null && <ErrorBanner error={submission.error} />}
       <div className="actions">
         <Link to="/rollouts" className="button-link">
           Cancel
         </Link>
-        <button type="submit" className="button-primary" disabled={pending}>
-          {pending ? "Starting…" : "Start rollout"}
+        <button type="submit" className="button-primary" disabled={submission.pending}>
+          {submission.pending ? "Starting…" : "Start rollout"}
         </button>
       </div>
     </form>

@@ -1,10 +1,10 @@
 import { useState, type SubmitEvent } from "react";
 import { Navigate, useLocation } from "react-router";
 
-import { asApiError, type ApiError } from "../api/errors";
 import { useSession } from "../auth/session";
 import { ErrorBanner, Notice } from "../components/Feedback";
 import { usePageTitle } from "../lib/usePageTitle";
+import { useSubmit } from "../lib/useSubmit";
 
 function destination(state: unknown): string {
   if (typeof state === "object" && state !== null && "from" in state && typeof state.from === "string") {
@@ -19,32 +19,24 @@ export function SignInPage() {
   const location = useLocation();
   const [username, setUsername] = useState("");
   const [password, setPassword] = useState("");
-  const [pending, setPending] = useState(false);
-  const [error, setError] = useState<ApiError | null>(null);
+  const submission = useSubmit();
 
   if (session !== null) {
     return <Navigate to={destination(location.state)} replace />;
   }
 
-  const submit = async (event: SubmitEvent) => {
+  const submit = (event: SubmitEvent) => {
     event.preventDefault();
-    setPending(true);
-    setError(null);
-    try {
-      await signIn(username, password);
-    } catch (caught) {
-      setError(asApiError(caught));
-      setPending(false);
-    }
+    void submission.run(() => signIn(username, password));
   };
 
   return (
     <main className="signin">
-      <form className="card signin-card" onSubmit={(event) => void submit(event)}>
+      <form className="card signin-card" onSubmit={submit}>
         <h1>EdgePlane</h1>
         <p className="muted">Sign in to the fleet dashboard.</p>
-        {notice !== null && error === null && <Notice>{notice}</Notice>}
-        {error !== null && <ErrorBanner error={error} />}
+        {notice !== null && submission.error === null && <Notice>{notice}</Notice>}
+        {submission.error !== null && <ErrorBanner error={submission.error} />}
         <label>
           User name
           <input
@@ -71,8 +63,8 @@ export function SignInPage() {
             }}
           />
         </label>
-        <button type="submit" className="button-primary" disabled={pending}>
-          {pending ? "Signing in…" : "Sign in"}
+        <button type="submit" className="button-primary" disabled={submission.pending}>
+          {submission.pending ? "Signing in…" : "Sign in"}
         </button>
       </form>
     </main>
