@@ -476,7 +476,7 @@ class Demo:
         from server.core.db import session_scope
         from server.registry import service as registry_service
         from server.rollouts.orm import Rollout, RolloutEvent
-        from server.training.orm import TrainingRun
+        from server.training.orm import RunTrigger, TrainingRun
         from server.training.service import RETRAINING_SOURCE
 
         with session_scope() as session:
@@ -503,9 +503,11 @@ class Demo:
                     continue
                 self._seen_runs[run.id] = run.state.value
                 detail = run.reason or run.error or ""
+                fired = run.evidence.get("fired") if run.trigger is RunTrigger.DRIFT else None
+                trigger = run.trigger.value + (f": {', '.join(fired)}" if fired else "")
                 self.console.print(
                     f"{_clock(run.finished_at or run.started_at or run.created_at)} "
-                    f"[magenta]retraining ({run.trigger.value})[/magenta] {run.state.value}"
+                    f"[magenta]retraining ({trigger})[/magenta] {run.state.value}"
                     + (f": {detail}" if detail else "")
                 )
         for before_id, after_id in recovered:

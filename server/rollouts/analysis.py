@@ -3,15 +3,21 @@
 Pure functions over numbers the service gathers, so every rule can be read (and
 tested) without a database. A check without enough data is neither passed nor failed
 (``passed`` is None): it never fails a step, and a step whose devices must report
-waits until they have.
+waits until they have. The one exception is a flag rate above stable's that labels
+have not yet explained: the step waits for them through its soak, then fails.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
 from server.rollouts.schemas import AnalysisRead, AnalysisThresholds, MetricCheck, Verdict
+
+WILSON_Z: Final = 1.96
+"""95% two-sided: how sure a rate must be before it fails a canary."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,30 +107,87 @@ def _latency(
     )
 
 
+def rate_interval(events: int, trials: int) -> tuple[float, float]:
+    """The 95% Wilson score interval of a rate: what ``events`` in ``trials`` says the
+    true rate may be. Small cohorts give wide intervals, so chance alone fails no step."""
+    if trials <= 0:
+        return 0.0, 1.0
+    z = WILSON_Z
+    share = events / trials
+    denominator = 1 + z * z / trials
+    centre = (share + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(share * (1 - share) / trials + z * z / (4 * trials * trials))
+    half /= denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True, slots=True)
+class FlagRateCheck:
+    check: MetricCheck
+    awaiting_labels: bool
+    """Significantly above stable, with too few labels yet to say whether the extra flags
+    are fraud: the step may not pass, and fails if its soak ends like this."""
+
+
 def _flag_rate(
-    canary: CohortNumbers, stable: CohortNumbers | None, limits: AnalysisThresholds
-) -> MetricCheck:
-    enough = canary.scored >= limits.min_scored
-    comparable = stable is not None and stable.scored >= limits.min_scored
+    canary: CohortNumbers,
+    stable: CohortNumbers | None,
+    limits: AnalysisThresholds,
+    precision: MetricCheck,
+) -> FlagRateCheck:
+    """Flagging much more or much less than stable, beyond what chance explains.
+
+    A canary that flags above ``max_flag_rate`` fails at once. Against stable, the
+    canary's interval must lie wholly above (or below) stable's interval scaled by
+    ``max_flag_rate_ratio`` plus ``flag_rate_slack``. Flagging more is what a model does
+    that catches fraud the stable one misses (a retrained model after drift), so a
+    higher rate is accepted when the canary's precision on labelled anomalies holds;
+    until there are labels enough to tell, the step waits for them through its soak.
+    """
     rate = canary.flag_rate
-    if stable is not None and comparable:
-        upper = stable.flag_rate * limits.max_flag_rate_ratio + limits.flag_rate_slack
-        lower = stable.flag_rate / limits.max_flag_rate_ratio - limits.flag_rate_slack
-        passed = lower <= rate <= upper if enough else None
-        limit: float | None = upper if rate >= stable.flag_rate else max(lower, 0.0)
-        note = "" if enough else f"fewer than {limits.min_scored} canary transactions"
-    else:
-        limit = limits.max_flag_rate
-        passed = rate <= limit if enough else None
-        note = "no stable devices to compare with: absolute limit"
-    return MetricCheck(
-        metric="flag_rate",
-        unit="ratio",
-        canary=rate if canary.scored else None,
-        stable=stable.flag_rate if stable and stable.scored else None,
-        limit=limit,
-        passed=passed,
-        note=note,
+    canary_value = rate if canary.scored else None
+    stable_value = stable.flag_rate if stable and stable.scored else None
+
+    def result(
+        limit: float | None, passed: bool | None, note: str = "", *, awaiting: bool = False
+    ) -> FlagRateCheck:
+        check = MetricCheck(
+            metric="flag_rate",
+            unit="ratio",
+            canary=canary_value,
+            stable=stable_value,
+            limit=limit,
+            passed=passed,
+            note=note,
+        )
+        return FlagRateCheck(check=check, awaiting_labels=awaiting)
+
+    if canary.scored < limits.min_scored:
+        return result(None, None, f"fewer than {limits.min_scored} canary transactions")
+    low, high = rate_interval(canary.flagged, canary.scored)
+    if low > limits.max_flag_rate:
+        return result(limits.max_flag_rate, False, "above the absolute limit")
+    if stable is None or stable.scored < limits.min_scored:
+        return result(
+            limits.max_flag_rate, True, "no stable devices to compare with: absolute limit"
+        )
+    stable_low, stable_high = rate_interval(stable.flagged, stable.scored)
+    upper = stable_high * limits.max_flag_rate_ratio + limits.flag_rate_slack
+    lower = max(stable_low / limits.max_flag_rate_ratio - limits.flag_rate_slack, 0.0)
+    if high < lower:
+        return result(lower, False, "lower than stable beyond chance")
+    if low <= upper:
+        return result(upper if rate >= stable.flag_rate else lower, True)
+    if precision.passed is True:
+        return result(upper, True, "higher than stable, and precision on labelled anomalies holds")
+    if precision.passed is False:
+        return result(upper, False, "higher than stable, and precision fell")
+    return result(
+        upper,
+        None,
+        f"higher than stable; waiting for {limits.min_labelled} labelled anomalies a side "
+        "to tell fraud from false alarms",
+        awaiting=True,
     )
 
 
@@ -174,12 +237,23 @@ def analyse(
     """Compare the cohorts. A failed check fails at once, soak or not; a pass needs the
     soak over, enough devices reporting on the new model and, if any must report,
     enough transactions for the rates to mean something."""
+    precision = _precision(canary, stable, limits)
+    flag_rate = _flag_rate(canary, stable, limits, precision)
+    flag_check = flag_rate.check
+    if flag_rate.awaiting_labels and soak_remaining_seconds <= 0:
+        flag_check = flag_check.model_copy(
+            update={
+                "passed": False,
+                "note": "higher than stable, and too few labels by the end of the soak to "
+                "show the extra flags are fraud",
+            }
+        )
     checks = [
         _load_failures(canary, limits),
         _inference_errors(canary, stable, limits),
         _latency(canary, stable, limits),
-        _flag_rate(canary, stable, limits),
-        _precision(canary, stable, limits),
+        flag_check,
+        precision,
     ]
     required = min(min_devices, cohort_devices)
     failed = [check for check in checks if check.passed is False]
@@ -188,6 +262,8 @@ def analyse(
         verdict, reason = "fail", "; ".join(_describe(check) for check in failed)
     elif soak_remaining_seconds > 0:
         verdict, reason = "wait", f"soaking: {soak_remaining_seconds:.0f} s left"
+        if flag_rate.awaiting_labels:
+            reason += f"; flag rate {flag_check.note}"
     elif canary.devices < required:
         verdict = "wait"
         reason = f"{canary.devices} of {required} canary devices report on the new model"

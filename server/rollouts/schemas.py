@@ -91,7 +91,9 @@ class AnalysisThresholds(RequestModel):
     max_flag_rate_ratio: float = Field(
         default=3.0,
         ge=1,
-        description="How many times higher (or lower) the canary flag rate may be.",
+        description="How many times higher (or lower) the canary flag rate may be than "
+        "stable's, beyond chance (95% intervals of both). Higher is accepted while canary "
+        "precision on labelled anomalies holds.",
     )
     flag_rate_slack: float = Field(
         default=0.005, ge=0, le=1, description="Absolute flag-rate difference always tolerated."
@@ -100,7 +102,8 @@ class AnalysisThresholds(RequestModel):
         default=0.2,
         gt=0,
         le=1,
-        description="Flag rate that fails a canary when there is no stable model to compare.",
+        description="Flag rate that fails a canary at once; the only flag-rate limit when "
+        "there is no stable model to compare.",
     )
     max_precision_drop: float = Field(
         default=0.1, ge=0, le=1, description="Precision on labelled anomalies, canary below stable."
