@@ -44,6 +44,8 @@ DEMO_STEPS = (
 # A small fleet scores slowly: fewer transactions make an analysis in the demo.
 DEMO_MIN_SCORED = 60
 REVIEW_SECONDS = 10.0
+# Chargebacks follow a fraud within a minute in the story, not within weeks.
+CHARGEBACK_DELAY_MAX = timedelta(seconds=60)
 FEED_CHUNK = 2_000
 WATCH_SECONDS = 2.0
 
@@ -93,6 +95,10 @@ def demo_environment(options: DemoOptions) -> dict[str, str]:
         "EDGEPLANE_TRAINING__WINDOW_DAYS": str(15 / (24 * 60)),
         # Labels of the last minutes: the story is minutes long, not days.
         "EDGEPLANE_TRAINING__PRECISION_WINDOW_HOURS": "0.1",
+        # Precision is judged on anomalies whose chargebacks have had time to come.
+        "EDGEPLANE_TRAINING__PRECISION_SETTLE_HOURS": str(
+            (CHARGEBACK_DELAY_MAX + timedelta(seconds=REVIEW_SECONDS)) / timedelta(hours=1)
+        ),
         "EDGEPLANE_TRAINING__RECALL_MIN_FRAUD": "10",
     }
 
@@ -197,7 +203,7 @@ class Demo:
                         "drift_delay_min": timedelta(seconds=10),
                         "drift_delay_max": timedelta(seconds=60),
                         "chargeback_delay_min": timedelta(seconds=20),
-                        "chargeback_delay_max": timedelta(seconds=60),
+                        "chargeback_delay_max": CHARGEBACK_DELAY_MAX,
                         "legit_label_delay": timedelta(seconds=20),
                         "transaction_id_prefix": name,
                     }

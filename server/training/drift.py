@@ -11,7 +11,9 @@ Three checks, each with a minimum amount of data below which it gives no verdict
 * flag rate: the share of transactions the stable model flagged in the recent window
   (device telemetry) against the hours before it, up or down by more than a factor;
 * precision: confirmed fraud among the stable model's labelled anomalies of the last
-  days, against the precision it had on its test slice;
+  days, against the precision it had on its test slice. The newest anomalies are left
+  out until their labels have settled: false alarms are reviewed within minutes, fraud
+  is confirmed by chargebacks days later;
 * recall: fraud the model let through shows up as chargebacks on its samples. Samples
   are a random share of the unflagged traffic, so each charged-back sample stands for
   1/share missed frauds; flagged fraud against flagged plus missed estimates recall,
@@ -254,13 +256,14 @@ def precision(
     session: Session, model: ModelVersion, *, now: datetime, settings: TrainingSettings
 ) -> CheckResult:
     since = now - timedelta(hours=settings.precision_window_hours)
+    settled = now - timedelta(hours=settings.precision_settle_hours)
     rows = session.execute(
         select(ScoredEvent.label, func.count())
         .where(
             ScoredEvent.kind == EventKind.ANOMALY,
             ScoredEvent.model_version == model.label,
             ScoredEvent.transaction_at >= since,
-            ScoredEvent.transaction_at < now,
+            ScoredEvent.transaction_at < settled,
             ScoredEvent.label.is_not(None),
         )
         .group_by(ScoredEvent.label)
@@ -274,6 +277,7 @@ def precision(
         "confirmed_fraud": confirmed,
         "false_positives": false_positives,
         "window_hours": settings.precision_window_hours,
+        "settle_hours": settings.precision_settle_hours,
         "test_precision": reference,
         "min_labelled": settings.precision_min_labelled,
         "max_drop": settings.precision_max_drop,

@@ -18,6 +18,7 @@ from edge_agent.protocol.transaction import Transaction
 from edge_agent.simulator import Simulator, SimulatorConfig
 from server.anomalies import service as anomalies_service
 from server.anomalies.orm import EventKind, Label
+from server.core.config import get_settings
 from server.core.db import utcnow
 from server.ingest.orm import TelemetryWindow
 from server.registry import service as registry_service
@@ -353,6 +354,29 @@ def test_precision_on_labelled_anomalies(
     assert result.numbers["false_positives"] == 40 - confirmed
     assert result.numbers["recent_precision"] == pytest.approx(confirmed / 40)
     assert result.numbers["test_precision"] == 0.8
+
+
+def test_precision_waits_for_labels_to_settle(db_session: Session, store: Store) -> None:
+    """Reviews of false alarms come before chargebacks: the newest anomalies would make
+    precision look low, so they count only once their labels have had time to come."""
+    model = _stable(db_session, precision=0.8)
+    transactions, vectors = _traffic(6, 60, utcnow() - timedelta(hours=2))
+    ids = store(transactions, vectors, kind=EventKind.ANOMALY, model_version=model.label)
+    anomalies_service.label_events(
+        db_session, actor=ACTOR, ids=ids[:10], label=Label.CONFIRMED_FRAUD
+    )
+    anomalies_service.label_events(
+        db_session, actor=ACTOR, ids=ids[10:40], label=Label.FALSE_POSITIVE
+    )
+    settle = get_settings().training.precision_settle_hours
+    for hours_later, evaluated in ((0.0, False), (settle, True)):
+        now = utcnow() + timedelta(hours=hours_later)
+        result = _by_name(drift.check_drift(db_session, model_name="fraud", now=now))[  # type: ignore[arg-type]
+            drift.PRECISION
+        ]
+        assert result.evaluated is evaluated, result.detail
+        assert result.fired is evaluated
+        assert result.numbers["settle_hours"] == settle
 
 
 def test_precision_needs_enough_labels(db_session: Session, store: Store) -> None:
