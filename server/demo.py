@@ -95,8 +95,8 @@ def demo_environment(options: DemoOptions) -> dict[str, str]:
         "EDGEPLANE_TRAINING__WINDOW_DAYS": str(15 / (24 * 60)),
         # Labels of the last minutes: the story is minutes long, not days.
         "EDGEPLANE_TRAINING__PRECISION_WINDOW_HOURS": "0.1",
-        # Precision is judged on anomalies whose chargebacks have had time to come.
-        "EDGEPLANE_TRAINING__PRECISION_SETTLE_HOURS": str(
+        # Labels count once the chargebacks have had time to come.
+        "EDGEPLANE_TRAINING__LABEL_SETTLE_HOURS": str(
             (CHARGEBACK_DELAY_MAX + timedelta(seconds=REVIEW_SECONDS)) / timedelta(hours=1)
         ),
         "EDGEPLANE_TRAINING__RECALL_MIN_FRAUD": "10",

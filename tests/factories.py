@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -12,6 +13,7 @@ from edge_agent.protocol.artifact import ModelManifest
 from server.common.actor import Actor
 from server.devices import service as devices_service
 from server.devices.schemas import EnrollmentTokenCreate, EnrollRequest
+from server.ingest.orm import TelemetryWindow
 from server.registry import service as registry_service
 from server.registry.orm import ModelVersion
 from server.registry.schemas import ModelMetadata
@@ -63,4 +65,39 @@ def register_fixture_model(
             training_rows=manifest.training_data.rows,
         ),
         source="test",
+    )
+
+
+def telemetry_window(
+    device_id: uuid.UUID,
+    model_version: str | None,
+    *,
+    scored: int,
+    flagged: int,
+    sent_at: datetime,
+    model_load_failures: int = 0,
+    latency_p95_ms: float = 2.0,
+    window_seconds: float = 60.0,
+) -> TelemetryWindow:
+    """One device's telemetry window as the ingest stores it (received a second later)."""
+    return TelemetryWindow(
+        device_id=device_id,
+        cluster_id=None,
+        event_id=uuid.uuid4(),
+        sent_at=sent_at,
+        received_at=sent_at + timedelta(seconds=1),
+        window_seconds=window_seconds,
+        agent_version="test",
+        model_version=model_version,
+        feature_spec_version=1,
+        scored=scored,
+        flagged=flagged,
+        inference_errors=0,
+        model_load_failures=model_load_failures,
+        latency_p50_ms=latency_p95_ms / 2,
+        latency_p95_ms=latency_p95_ms,
+        latency_p99_ms=latency_p95_ms * 1.5,
+        score_histogram=[],
+        outbox={},
+        last_update=None,
     )

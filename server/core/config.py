@@ -310,12 +310,13 @@ class TrainingSettings(BaseModel):
         description="Labelled anomalies of the stable model in these last hours give its "
         "recent precision (labels arrive late, hence the longer window).",
     )
-    precision_settle_hours: float = Field(
+    label_settle_hours: float = Field(
         default=24.0,
         ge=0,
-        description="Anomalies younger than this are left out of the precision check: their "
-        "labels are still coming in. A false alarm is reviewed within minutes, a chargeback "
-        "takes days, so counting them would understate precision.",
+        description="Labels of events younger than this are still coming in: a false alarm "
+        "is reviewed within minutes, a chargeback takes days. The precision check leaves "
+        "such anomalies out (they would understate precision), and snapshots leave out such "
+        "unlabelled samples (fraud not yet charged back would be learnt as legitimate).",
     )
     precision_min_labelled: int = Field(
         default=30, ge=1, description="Fewer labelled anomalies than this: no precision verdict."

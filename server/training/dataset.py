@@ -78,6 +78,8 @@ class Dataset:
     labels: npt.NDArray[np.int8]
     fraud_types: npt.NDArray[np.str_]
     timestamps: npt.NDArray[np.float64]
+    weights: npt.NDArray[np.float64] | None = None
+    """How many transactions each row stands for (see ``evaluation``); None: one each."""
 
     def __post_init__(self) -> None:
         n = len(self.labels)
@@ -87,6 +89,8 @@ class Dataset:
             )
         if len(self.fraud_types) != n or len(self.timestamps) != n:
             raise DatasetError("features, labels, fraud types and timestamps differ in length")
+        if self.weights is not None and len(self.weights) != n:
+            raise DatasetError("weights and labels differ in length")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -112,12 +116,15 @@ class Dataset:
         low, high = np.searchsorted(self.timestamps, [start.timestamp(), end.timestamp()])
         if high <= low:
             raise DatasetError(f"no transactions between {start} and {end}")
-        window = slice(int(low), int(high))
+        return self.rows(slice(int(low), int(high)))
+
+    def rows(self, window: slice) -> Dataset:
         return Dataset(
             features=self.features[window],
             labels=self.labels[window],
             fraud_types=self.fraud_types[window],
             timestamps=self.timestamps[window],
+            weights=None if self.weights is None else self.weights[window],
         )
 
 
@@ -157,19 +164,10 @@ def split_by_fraction(dataset: Dataset, *, validation: float, test: float) -> Sp
     validation_end = round(n * (1.0 - test))
     if not 0 < train_end < validation_end < n:
         raise DatasetError(f"{n} rows are too few to split into training, validation and test")
-
-    def rows(window: slice) -> Dataset:
-        return Dataset(
-            features=dataset.features[window],
-            labels=dataset.labels[window],
-            fraud_types=dataset.fraud_types[window],
-            timestamps=dataset.timestamps[window],
-        )
-
     return Split(
-        train=rows(slice(0, train_end)),
-        validation=rows(slice(train_end, validation_end)),
-        test=rows(slice(validation_end, n)),
+        train=dataset.rows(slice(0, train_end)),
+        validation=dataset.rows(slice(train_end, validation_end)),
+        test=dataset.rows(slice(validation_end, n)),
     )
 
 

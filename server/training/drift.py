@@ -256,7 +256,7 @@ def precision(
     session: Session, model: ModelVersion, *, now: datetime, settings: TrainingSettings
 ) -> CheckResult:
     since = now - timedelta(hours=settings.precision_window_hours)
-    settled = now - timedelta(hours=settings.precision_settle_hours)
+    settled = now - timedelta(hours=settings.label_settle_hours)
     rows = session.execute(
         select(ScoredEvent.label, func.count())
         .where(
@@ -277,7 +277,7 @@ def precision(
         "confirmed_fraud": confirmed,
         "false_positives": false_positives,
         "window_hours": settings.precision_window_hours,
-        "settle_hours": settings.precision_settle_hours,
+        "settle_hours": settings.label_settle_hours,
         "test_precision": reference,
         "min_labelled": settings.precision_min_labelled,
         "max_drop": settings.precision_max_drop,

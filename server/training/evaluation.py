@@ -7,6 +7,12 @@ and ``roc_auc`` agree with scikit-learn's ``average_precision_score`` and
 
 A transaction is flagged when its score is at or above the threshold, as the agent
 and the registry read the manifest.
+
+Every function takes optional row weights: how many transactions a row stands for.
+Fleet data needs them: devices upload every anomaly but only a random share of the
+rest, so each uploaded sample stands for 1/share transactions. Unweighted, precision,
+false-positive rates and the threshold chosen on such data would be those of a world
+with a fraction of the legitimate traffic.
 """
 
 from __future__ import annotations
@@ -25,17 +31,19 @@ MAX_FPR = 0.01
 
 Scores = npt.NDArray[np.floating[Any]]
 Labels = npt.NDArray[np.integer[Any] | np.bool_]
+Weights = npt.NDArray[np.floating[Any]]
 
 
 @dataclass(frozen=True)
 class Curve:
-    """Counts at every distinct score, highest first: flag everything scored ``>= scores[i]``."""
+    """(Weighted) counts at every distinct score, highest first: flag everything scored
+    ``>= scores[i]``."""
 
     scores: npt.NDArray[np.float64]
-    true_positives: npt.NDArray[np.int64]
-    false_positives: npt.NDArray[np.int64]
-    positives: int
-    negatives: int
+    true_positives: npt.NDArray[np.float64]
+    false_positives: npt.NDArray[np.float64]
+    positives: float
+    negatives: float
 
     @property
     def recall(self) -> npt.NDArray[np.float64]:
@@ -60,35 +68,46 @@ class Curve:
         return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2.0))
 
 
-def curve(labels: Labels, scores: Scores) -> Curve:
-    labels = np.asarray(labels).astype(np.int64)
+def row_weights(n: int, weights: Weights | None) -> npt.NDArray[np.float64]:
+    """``weights`` checked (one positive finite number per row), or all ones."""
+    if weights is None:
+        return np.ones(n, dtype=np.float64)
+    values = np.asarray(weights, dtype=np.float64)
+    if values.shape != (n,):
+        raise TrainingError(f"{values.shape[0] if values.ndim else 0} weights for {n} rows")
+    if not np.all(np.isfinite(values) & (values > 0)):
+        raise TrainingError("weights must be positive and finite")
+    return values
+
+
+def curve(labels: Labels, scores: Scores, weights: Weights | None = None) -> Curve:
+    truth = np.asarray(labels).astype(bool)
     values = np.asarray(scores, dtype=np.float64)
-    positives = int(labels.sum())
-    negatives = len(labels) - positives
-    if positives == 0 or negatives == 0:
+    w = row_weights(len(truth), weights)
+    if truth.all() or not truth.any():
         raise TrainingError("metrics need both fraudulent and legitimate transactions")
     if not np.all(np.isfinite(values)):
         raise TrainingError("scores must be finite")
     order = np.argsort(-values, kind="mergesort")
     values = values[order]
-    ordered = labels[order]
+    fraud = np.where(truth[order], w[order], 0.0)
+    legitimate = np.where(truth[order], 0.0, w[order])
     last_of_each = np.r_[np.flatnonzero(np.diff(values)), len(values) - 1]
-    true_positives = np.cumsum(ordered)[last_of_each]
     return Curve(
         scores=values[last_of_each],
-        true_positives=true_positives,
-        false_positives=1 + last_of_each - true_positives,
-        positives=positives,
-        negatives=negatives,
+        true_positives=np.cumsum(fraud)[last_of_each],
+        false_positives=np.cumsum(legitimate)[last_of_each],
+        positives=float(fraud.sum()),
+        negatives=float(legitimate.sum()),
     )
 
 
-def average_precision(labels: Labels, scores: Scores) -> float:
-    return curve(labels, scores).average_precision()
+def average_precision(labels: Labels, scores: Scores, weights: Weights | None = None) -> float:
+    return curve(labels, scores, weights).average_precision()
 
 
-def roc_auc(labels: Labels, scores: Scores) -> float:
-    return curve(labels, scores).roc_auc()
+def roc_auc(labels: Labels, scores: Scores, weights: Weights | None = None) -> float:
+    return curve(labels, scores, weights).roc_auc()
 
 
 def _cutoff_at_fpr(c: Curve, max_fpr: float) -> float:
@@ -97,21 +116,23 @@ def _cutoff_at_fpr(c: Curve, max_fpr: float) -> float:
     return float(c.scores[allowed[-1]]) if len(allowed) else np.inf
 
 
-def recall_at_fpr(labels: Labels, scores: Scores, max_fpr: float = MAX_FPR) -> float:
+def recall_at_fpr(
+    labels: Labels, scores: Scores, max_fpr: float = MAX_FPR, weights: Weights | None = None
+) -> float:
     """The best recall with at most ``max_fpr`` of legitimate transactions flagged."""
-    c = curve(labels, scores)
+    c = curve(labels, scores, weights)
     allowed = np.flatnonzero(c.false_positive_rate <= max_fpr)
     return float(c.recall[allowed[-1]]) if len(allowed) else 0.0
 
 
-def max_f1_threshold(labels: Labels, scores: Scores) -> float:
+def max_f1_threshold(labels: Labels, scores: Scores, weights: Weights | None = None) -> float:
     """The threshold with the best F1 on these scores.
 
     It is placed halfway to the next lower score seen, so that "at or above" and
     "above" flag the same transactions and a tiny numeric difference between
     runtimes does not move a score across it.
     """
-    c = curve(labels, scores)
+    c = curve(labels, scores, weights)
     f1 = 2 * c.true_positives / (c.true_positives + c.false_positives + c.positives)
     best = int(np.argmax(f1))
     below = float(c.scores[best + 1]) if best + 1 < len(c.scores) else 0.0
@@ -144,34 +165,41 @@ def evaluate(
     fraud_types: npt.NDArray[np.str_],
     *,
     threshold: float,
+    weights: Weights | None = None,
 ) -> Metrics:
-    """Every metric of the report for one model on one slice."""
-    labels = np.asarray(labels).astype(bool)
+    """Every metric of the report for one model on one slice. ``rows`` and the
+    positives are rows; every rate is weighted."""
+    truth: npt.NDArray[np.bool_] = np.asarray(labels).astype(bool)
     values = np.asarray(scores, dtype=np.float64)
-    c = curve(labels, values)
+    w = row_weights(len(truth), weights)
+    c = curve(truth, values, w)
     flagged = values >= threshold
     flagged_at_fpr = values >= _cutoff_at_fpr(c, MAX_FPR)
-    true_positives = int(np.sum(flagged & labels))
-    false_positives = int(np.sum(flagged & ~labels))
+    true_positives = float(np.sum(w[flagged & truth]))
+    false_positives = float(np.sum(w[flagged & ~truth]))
     precision = true_positives / (true_positives + false_positives) if np.any(flagged) else 0.0
     recall = true_positives / c.positives
     f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-    kinds = sorted({str(kind) for kind in fraud_types[labels]})
-    masks = {kind: labels & (fraud_types == kind) for kind in kinds}
+    kinds = sorted({str(kind) for kind in fraud_types[truth]})
+    masks = {kind: truth & (fraud_types == kind) for kind in kinds}
+
+    def caught(mask: npt.NDArray[np.bool_], hits: npt.NDArray[np.bool_]) -> float:
+        return float(np.sum(w[mask & hits]) / np.sum(w[mask]))
+
     return Metrics(
-        rows=len(labels),
-        positives=c.positives,
+        rows=len(truth),
+        positives=int(truth.sum()),
         pr_auc=c.average_precision(),
         roc_auc=c.roc_auc(),
-        recall_at_1pct_fpr=float(np.mean(flagged_at_fpr[labels])),
+        recall_at_1pct_fpr=caught(truth, flagged_at_fpr),
         threshold=threshold,
         precision=precision,
         recall=recall,
         f1=f1,
         false_positive_rate=false_positives / c.negatives,
-        recall_by_type={kind: float(np.mean(flagged[mask])) for kind, mask in masks.items()},
+        recall_by_type={kind: caught(mask, flagged) for kind, mask in masks.items()},
         recall_by_type_at_1pct_fpr={
-            kind: float(np.mean(flagged_at_fpr[mask])) for kind, mask in masks.items()
+            kind: caught(mask, flagged_at_fpr) for kind, mask in masks.items()
         },
         positives_by_type={kind: int(mask.sum()) for kind, mask in masks.items()},
     )

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict
 
-from server.training.evaluation import Labels, Scores, evaluate, recall_at_fpr
+from server.training.evaluation import Labels, Scores, Weights, evaluate, recall_at_fpr
 
 NO_STABLE = "no stable model to compare"
 
@@ -61,11 +61,12 @@ def side(
     *,
     threshold: float,
     false_positive_rate: float,
+    weights: Weights | None = None,
 ) -> GateSide:
-    metrics = evaluate(labels, scores, fraud_types, threshold=threshold)
+    metrics = evaluate(labels, scores, fraud_types, threshold=threshold, weights=weights)
     return GateSide(
         pr_auc=metrics.pr_auc,
-        recall_at_fpr=recall_at_fpr(labels, scores, false_positive_rate),
+        recall_at_fpr=recall_at_fpr(labels, scores, false_positive_rate, weights),
         threshold=threshold,
         precision=metrics.precision,
         recall=metrics.recall,

@@ -43,6 +43,7 @@ from edge_agent.protocol.artifact import (
 from edge_agent.simulator import FraudType
 from server.common.actor import Actor
 from server.core.config import get_settings
+from server.core.db import utcnow
 from server.core.errors import DomainError
 from server.registry import service as registry_service
 from server.registry.schemas import ModelMetadata
@@ -189,8 +190,11 @@ def _score_and_evaluate(
     validation_scores: npt.NDArray[np.float32], test_scores: npt.NDArray[np.float32], split: Split
 ) -> Metrics:
     """Pick the threshold on validation, then measure on the held-out test slice."""
-    threshold = max_f1_threshold(split.validation.labels, validation_scores)
-    return evaluate(split.test.labels, test_scores, split.test.fraud_types, threshold=threshold)
+    validation, test = split.validation, split.test
+    threshold = max_f1_threshold(validation.labels, validation_scores, validation.weights)
+    return evaluate(
+        test.labels, test_scores, test.fraud_types, threshold=threshold, weights=test.weights
+    )
 
 
 def _rules_summary(rules: RulesBaseline) -> RulesSummary:
@@ -477,7 +481,9 @@ def _fit_and_threshold(
 ) -> tuple[Any, float]:
     model = mlp.train_mlp(split.train, config, on_epoch=on_epoch)
     threshold = max_f1_threshold(
-        split.validation.labels, mlp.keras_scores(model, split.validation.features)
+        split.validation.labels,
+        mlp.keras_scores(model, split.validation.features),
+        split.validation.weights,
     )
     return model, threshold
 
@@ -645,6 +651,7 @@ def gate_candidate(
         kinds,
         threshold=candidate_threshold,
         false_positive_rate=rate,
+        weights=test.weights,
     )
     stable = registry_service.stable_model(session, name=model_name)
     current: GateSide | None = None
@@ -661,6 +668,7 @@ def gate_candidate(
             kinds,
             threshold=stable.threshold,
             false_positive_rate=rate,
+            weights=test.weights,
         )
     return gate.judge(
         candidate,
@@ -707,7 +715,8 @@ def snapshot_for_retraining(
 ) -> SnapshotManifest | RetrainResult:
     """Build and store the snapshot of ``[start, end)``; or, when a model was already
     trained on that very snapshot, the result that names it."""
-    built = build_snapshot(session, start=start, end=end)
+    settle = timedelta(hours=get_settings().training.label_settle_hours)
+    built = build_snapshot(session, start=start, end=end, settled_before=utcnow() - settle)
     existing = registry_service.model_for_snapshot(
         session, name=options.model_name, snapshot=built.manifest.key
     )

@@ -15,12 +15,11 @@ from sqlalchemy.orm import Session
 from server.clusters import service as clusters_service
 from server.clusters.schemas import ClusterCreate
 from server.core.db import utcnow
-from server.ingest.orm import TelemetryWindow
 from server.registry.orm import ModelStage, ModelVersion
 from server.rollouts import service as rollouts_service
 from server.rollouts.orm import DesiredState, Rollout, RolloutState
 from server.rollouts.schemas import RolloutCreate, RolloutStep, RolloutTarget, TargetKind
-from tests.factories import TEST_ACTOR, enroll_device, register_fixture_model
+from tests.factories import TEST_ACTOR, enroll_device, register_fixture_model, telemetry_window
 
 QUICK = [
     {"percent": 25, "soak_seconds": 0, "min_devices": 1},
@@ -84,26 +83,15 @@ def report(
     now = utcnow()
     for device_id in device_ids:
         session.add(
-            TelemetryWindow(
-                device_id=device_id,
-                cluster_id=None,
-                event_id=uuid.uuid4(),
-                sent_at=now,
-                received_at=now,
-                window_seconds=10.0,
-                agent_version="test",
-                model_version=model.label,
-                feature_spec_version=model.feature_spec_version,
+            telemetry_window(
+                device_id,
+                model.label,
                 scored=scored,
                 flagged=flagged,
-                inference_errors=0,
+                sent_at=now,
                 model_load_failures=load_failures,
-                latency_p50_ms=p95 / 2,
                 latency_p95_ms=p95,
-                latency_p99_ms=p95 * 1.5,
-                score_histogram=[],
-                outbox={},
-                last_update=None,
+                window_seconds=10.0,
             )
         )
     session.flush()

@@ -20,13 +20,12 @@ from server.anomalies import service as anomalies_service
 from server.anomalies.orm import EventKind, Label
 from server.core.config import get_settings
 from server.core.db import utcnow
-from server.ingest.orm import TelemetryWindow
 from server.registry import service as registry_service
 from server.registry.orm import ModelStage, ModelVersion
 from server.training import drift, runs
 from server.training.orm import RunState, RunTrigger
 from server.training.profile import build_profile
-from tests.factories import enroll_device
+from tests.factories import enroll_device, telemetry_window
 from tests.server.training.fleet import ACTOR, event_ids, wire
 
 SHIFTED = "card_amount_zscore"
@@ -236,29 +235,7 @@ def test_a_model_without_profile_is_compared_with_its_first_window(
 def _telemetry(
     session: Session, device_id: uuid.UUID, *, at: datetime, scored: int, flagged: int, model: str
 ) -> None:
-    session.add(
-        TelemetryWindow(
-            device_id=device_id,
-            cluster_id=None,
-            event_id=uuid.uuid4(),
-            sent_at=at,
-            received_at=at,
-            window_seconds=60.0,
-            agent_version="test",
-            model_version=model,
-            feature_spec_version=1,
-            scored=scored,
-            flagged=flagged,
-            inference_errors=0,
-            model_load_failures=0,
-            latency_p50_ms=1.0,
-            latency_p95_ms=2.0,
-            latency_p99_ms=3.0,
-            score_histogram=[],
-            outbox={},
-            last_update=None,
-        )
-    )
+    session.add(telemetry_window(device_id, model, scored=scored, flagged=flagged, sent_at=at))
     session.flush()
 
 
@@ -368,7 +345,7 @@ def test_precision_waits_for_labels_to_settle(db_session: Session, store: Store)
     anomalies_service.label_events(
         db_session, actor=ACTOR, ids=ids[10:40], label=Label.FALSE_POSITIVE
     )
-    settle = get_settings().training.precision_settle_hours
+    settle = get_settings().training.label_settle_hours
     for hours_later, evaluated in ((0.0, False), (settle, True)):
         now = utcnow() + timedelta(hours=hours_later)
         result = _by_name(drift.check_drift(db_session, model_name="fraud", now=now))[  # type: ignore[arg-type]

@@ -33,7 +33,6 @@ from server.anomalies.orm import EventKind, Label
 from server.anomalies.schemas import ChargebackCreate
 from server.core.config import get_settings
 from server.core.db import session_scope, utcnow
-from server.ingest.orm import TelemetryWindow
 from server.registry import service as registry_service
 from server.registry.orm import ModelStage
 from server.registry.schemas import ModelMetadata
@@ -49,10 +48,13 @@ from server.training.orm import RunState, RunTrigger
 from server.training.profile import build_profile
 from server.training.service import RetrainOptions, TrainingResult
 from server.training.tasks import execute_run
-from tests.factories import enroll_device
+from tests.factories import enroll_device, telemetry_window
 from tests.server.training.fleet import ACTOR, event_ids, wire
 
 DEVICES = 8
+SEEN = 86_000
+"""Transactions the fleet scored before the check: two days at half a transaction a second."""
+LATER = 16_000
 SAMPLE_SHARE = 0.25
 DRIFT_RATE = 0.1
 SHIFT = FraudType.MERCHANT_SHIFT.value
@@ -73,16 +75,19 @@ class Traffic:
     def kinds(self) -> npt.NDArray[np.str_]:
         return np.array([kind or "" for kind in self.fraud_types])
 
+    def rows(self, start: int, end: int) -> Traffic:
+        return Traffic(
+            self.transactions[start:end], self.features[start:end], self.fraud_types[start:end]
+        )
 
-def traffic(*, seed: int, start: datetime, n: int, drift_at: datetime | None = None) -> Traffic:
+
+def traffic(*, seed: int, start: datetime, n: int, drift_at: datetime) -> Traffic:
     """``n`` POS transactions from ``start`` (about half a transaction a second, every
-    region's rhythm); the new pattern on from ``drift_at`` (default: from the start)."""
+    region's rhythm); the new pattern on from ``drift_at``."""
     config = (
         TrafficConfig(seed=seed, transactions_per_second=0.5, fraud_rate=0.01)
         .simulator_config()
-        .model_copy(
-            update={"start": start, "drift_at": drift_at or start, "drift_rate": DRIFT_RATE}
-        )
+        .model_copy(update={"start": start, "drift_at": drift_at, "drift_rate": DRIFT_RATE})
     )
     simulator = Simulator(config)
     transactions = simulator.generate(n)
@@ -137,7 +142,7 @@ def upload(
             rows = anomalies_service.event_rows(kind, device, None, received, events)
             anomalies_service.store_events(session, rows)
         for device, (scored, flags) in counts.items():
-            session.add(telemetry(device, label, scored=scored, flagged=flags, sent_at=last))
+            session.add(telemetry_window(device, label, scored=scored, flagged=flags, sent_at=last))
     with session_scope() as session:
         anomalies_service.import_chargebacks(
             session, actor=ACTOR, chargebacks=[ChargebackCreate(transaction_id=t) for t in fraud]
@@ -149,32 +154,6 @@ def upload(
             label=Label.FALSE_POSITIVE,
         )
     return float(np.mean(scores >= threshold))
-
-
-def telemetry(
-    device: uuid.UUID, label: str, *, scored: int, flagged: int, sent_at: datetime
-) -> TelemetryWindow:
-    return TelemetryWindow(
-        device_id=device,
-        cluster_id=None,
-        event_id=uuid.uuid4(),
-        sent_at=sent_at,
-        received_at=sent_at + timedelta(seconds=1),
-        window_seconds=60.0,
-        agent_version="test",
-        model_version=label,
-        feature_spec_version=1,
-        scored=scored,
-        flagged=flagged,
-        inference_errors=0,
-        model_load_failures=0,
-        latency_p50_ms=0.5,
-        latency_p95_ms=1.0,
-        latency_p99_ms=1.5,
-        score_histogram=[],
-        outbox={},
-        last_update=None,
-    )
 
 
 def recall_on_shift(model_bytes: bytes, threshold: float, traffic: Traffic) -> float:
@@ -191,6 +170,8 @@ def test_a_new_pattern_is_detected_retrained_on_and_promoted(
     monkeypatch.setattr(rollout_settings, "auto_step_percents", [50.0, 100.0])
     monkeypatch.setattr(rollout_settings, "auto_soak_seconds", 0)
     monkeypatch.setattr(rollout_settings, "auto_min_scored", 200)
+    # Every label here is given as soon as the traffic is stored: nothing to wait for.
+    monkeypatch.setattr(get_settings().training, "label_settle_hours", 0.0)
 
     # The fleet runs a model trained before the pattern existed.
     manifest = trained.manifest
@@ -223,10 +204,12 @@ def test_a_new_pattern_is_detected_retrained_on_and_promoted(
         rollouts_service.promote(session, actor=ACTOR, rollout_id=first.id)
         stable_id, stable_label, threshold = stable.id, stable.label, stable.threshold
 
-    # Two days of the fleet's traffic, the new pattern in the second: the
-    # stable model lets most of it through.
+    # One world of cards and stores, warm throughout: two days of the fleet's traffic up
+    # to now, the new pattern in the second (the stable model lets most of it through);
+    # then the hours after, for the comparison and the rollout.
     start = utcnow() - timedelta(hours=48)
-    seen = traffic(seed=21, start=start, n=86_000, drift_at=start + timedelta(hours=24))
+    world = traffic(seed=21, start=start, n=SEEN + 2 * LATER, drift_at=start + timedelta(hours=24))
+    seen = world.rows(0, SEEN)
     upload(
         seen,
         model_bytes=stable_bytes,
@@ -268,29 +251,24 @@ def test_a_new_pattern_is_detected_retrained_on_and_promoted(
         ).one()
 
     # On traffic neither model has seen, the candidate catches the new pattern.
-    held_out = traffic(seed=33, start=now, n=16_000)
+    held_out = world.rows(SEEN, SEEN + LATER)
     before = recall_on_shift(stable_bytes, threshold, held_out)
     after = recall_on_shift(candidate_bytes, candidate_threshold, held_out)
     assert after > before + 0.3, (before, after)
-    RESULTS_FILE.parent.mkdir(exist_ok=True)
-    RESULTS_FILE.write_text(
-        json.dumps(
-            {
-                "stable_test_recall": manifest.metrics["recall"],
-                "estimated_fleet_recall": recall_numbers["recent_recall"],
-                "gate": gate,
-                f"recall_on_{SHIFT}_before": before,
-                f"recall_on_{SHIFT}_after": after,
-            },
-            indent=2,
-        )
-    )
+    results: dict[str, object] = {
+        "stable_test_recall": manifest.metrics["recall"],
+        "estimated_fleet_recall": recall_numbers["recent_recall"],
+        "gate": gate,
+        f"recall_on_{SHIFT}_before": before,
+        f"recall_on_{SHIFT}_after": after,
+    }
+    steps: list[dict[str, dict[str, float | None]]] = []
 
     # The rollout: the canary half scores the next hours with the candidate, the rest
     # with the stable model, and the analysis compares them, step by step.
-    next_hours = traffic(seed=45, start=utcnow() + timedelta(seconds=1), n=16_000)
-    half = len(next_hours.transactions) // 2
-    for step, (start, end) in enumerate(((0, half), (half, len(next_hours.transactions)))):
+    next_hours = world.rows(SEEN + LATER, SEEN + 2 * LATER)
+    half = LATER // 2
+    for step, (first_row, end_row) in enumerate(((0, half), (half, LATER))):
         with session_scope() as session:
             cohort = set(
                 session.scalars(
@@ -298,11 +276,7 @@ def test_a_new_pattern_is_detected_retrained_on_and_promoted(
                 )
             )
         assert len(cohort) == DEVICES * (step + 1) // 2
-        part = Traffic(
-            next_hours.transactions[start:end],
-            next_hours.features[start:end],
-            next_hours.fraud_types[start:end],
-        )
+        part = next_hours.rows(first_row, end_row)
         canary_part, stable_part = split_by(part, step)
         upload(
             canary_part,
@@ -329,21 +303,23 @@ def test_a_new_pattern_is_detected_retrained_on_and_promoted(
                 now=part.transactions[-1].timestamp + timedelta(seconds=1),
             )
             assert analysis.verdict == "pass", analysis.reason
+            steps.append(
+                {c.metric: {"canary": c.canary, "stable": c.stable} for c in analysis.checks}
+            )
 
     with session_scope() as session:
         rollout = rollouts_service.get_rollout(session, rollout_id)
         assert rollout.state is RolloutState.SUCCEEDED, rollout.decision
         assert registry_service.get_model(session, candidate_id).stage is ModelStage.STABLE
         assert registry_service.get_model(session, stable_id).stage is ModelStage.RETIRED
+    RESULTS_FILE.parent.mkdir(exist_ok=True)
+    RESULTS_FILE.write_text(json.dumps(results | {"rollout_steps": steps}, indent=2))
 
 
 def split_by(traffic: Traffic, step: int) -> tuple[Traffic, Traffic]:
     """At the first step half the fleet is canary: half the traffic each; at the last the
     whole fleet is, and the canary side scores everything."""
+    n = len(traffic.transactions)
     if step > 0:
-        return traffic, Traffic([], np.zeros((0, traffic.features.shape[1]), np.float32), [])
-    half = len(traffic.transactions) // 2
-    return (
-        Traffic(traffic.transactions[:half], traffic.features[:half], traffic.fraud_types[:half]),
-        Traffic(traffic.transactions[half:], traffic.features[half:], traffic.fraud_types[half:]),
-    )
+        return traffic, traffic.rows(n, n)
+    return traffic.rows(0, n // 2), traffic.rows(n // 2, n)

@@ -75,3 +75,43 @@ def test_evaluate_reports_recall_by_fraud_type() -> None:
 def test_metrics_need_both_classes() -> None:
     with pytest.raises(TrainingError, match="both"):
         average_precision(np.zeros(10, dtype=np.int8), np.linspace(0, 1, 10))
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_weighted_metrics_match_scikit_learn(seed: int) -> None:
+    labels, scores = _sample(seed)
+    weights = np.random.default_rng(seed).choice([1.0, 4.0, 25.0], len(labels))
+    assert average_precision(labels, scores, weights) == pytest.approx(
+        average_precision_score(labels, scores, sample_weight=weights), abs=1e-12
+    )
+    assert roc_auc(labels, scores, weights) == pytest.approx(
+        roc_auc_score(labels, scores, sample_weight=weights), abs=1e-12
+    )
+
+
+def test_a_weight_counts_as_that_many_rows() -> None:
+    """A sample of one in four of the traffic stands for four transactions."""
+    labels, scores = _sample(7, n=4_000)
+    kinds = np.where(labels == 1, "card_testing", "")
+    weights = np.where(np.arange(len(labels)) % 3 == 0, 4, 1)
+    repeated = np.repeat(np.arange(len(labels)), weights)
+    weighted = evaluate(labels, scores, kinds, threshold=0.5, weights=weights.astype(float))
+    spelled_out = evaluate(labels[repeated], scores[repeated], kinds[repeated], threshold=0.5)
+    for field in ("pr_auc", "roc_auc", "precision", "recall", "false_positive_rate"):
+        assert getattr(weighted, field) == pytest.approx(getattr(spelled_out, field)), field
+    assert weighted.recall_by_type == pytest.approx(spelled_out.recall_by_type)
+    assert weighted.rows == len(labels)
+    assert max_f1_threshold(labels, scores, weights.astype(float)) == pytest.approx(
+        max_f1_threshold(labels[repeated], scores[repeated])
+    )
+    # Unweighted, the same rows give other numbers: the weights matter.
+    assert evaluate(labels, scores, kinds, threshold=0.5).precision != pytest.approx(
+        weighted.precision
+    )
+
+
+@pytest.mark.parametrize("weights", [np.zeros(10), -np.ones(10), np.ones(9), np.full(10, np.nan)])
+def test_bad_weights_are_refused(weights: npt.NDArray[Any]) -> None:
+    labels = np.array([0, 1] * 5)
+    with pytest.raises(TrainingError, match="weights"):
+        average_precision(labels, np.linspace(0, 1, 10), weights)

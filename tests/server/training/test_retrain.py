@@ -6,19 +6,22 @@ from __future__ import annotations
 import io
 import json
 import uuid
+from datetime import timedelta
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from edge_agent.features import FEATURE_SPEC_VERSION, N_FEATURES
 from server.anomalies import service as anomalies_service
-from server.anomalies.orm import Label
-from server.core.db import session_scope
+from server.anomalies.orm import EventKind, Label, ScoredEvent
+from server.core.db import session_scope, utcnow
 from server.registry import service as registry_service
 from server.registry.orm import ModelStage
 from server.storage.service import get_object_store
+from server.training.snapshot import build_snapshot
 from server.training.tasks import retrain
+from tests.factories import enroll_device, telemetry_window
 from tests.server.training.fleet import ACTOR, Seeded, event_ids, seed_fleet
 
 TRANSACTIONS = 4_000
@@ -97,3 +100,51 @@ def test_retrain_snapshots_trains_registers_once(seeded: Seeded) -> None:
     manifest = json.loads(store.get(str(second["snapshot"]).removesuffix(".npz") + ".json"))
     assert manifest["rows"] == TRANSACTIONS
     assert manifest["excluded_unlabelled_anomalies"] == 0
+
+
+def test_unlabelled_samples_wait_for_their_chargebacks(committed_db: Engine) -> None:
+    """Until a sample's chargeback could have come, it is no evidence of legitimate
+    traffic: the snapshot leaves it out, keeps every label, and counts what it left."""
+    seeded = seed_fleet(transactions=TRANSACTIONS, start=utcnow() - timedelta(hours=2))
+    end = seeded.end + timedelta(seconds=1)
+    with session_scope() as session:
+        settled = build_snapshot(session, start=seeded.start, end=end, settled_before=end)
+        fresh = build_snapshot(
+            session, start=seeded.start, end=end, settled_before=seeded.start
+        ).manifest
+    assert settled.manifest.excluded_unsettled_samples == 0
+    assert fresh.excluded_unsettled_samples > 0
+    assert fresh.rows + fresh.excluded_unsettled_samples == settled.manifest.rows
+    assert fresh.positives == settled.manifest.positives == seeded.fraud
+    assert fresh.excluded_unlabelled_anomalies == len(seeded.unlabelled_anomalies)
+    assert fresh.id != settled.manifest.id
+
+
+def test_a_sample_weighs_what_it_stands_for(committed_db: Engine) -> None:
+    """Devices uploaded every anomaly but a share of the rest: with telemetry counting
+    four unflagged transactions per sample, each sample row weighs four."""
+    seeded = seed_fleet(transactions=TRANSACTIONS)
+    with session_scope() as session:
+        unweighted = build_snapshot(
+            session, start=seeded.start, end=seeded.end, settled_before=seeded.end
+        )
+        assert unweighted.manifest.sample_weight == 1.0
+        assert unweighted.manifest.sample_weight_basis.startswith("none")
+        samples = (
+            session.scalar(select(func.count()).where(ScoredEvent.kind == EventKind.SAMPLE)) or 0
+        )
+        device = enroll_device(session, name="pos-telemetry").device.id
+        session.add(
+            telemetry_window(
+                device, "fraud-1", scored=4 * samples + 500, flagged=500, sent_at=seeded.start
+            )
+        )
+        weighted = build_snapshot(
+            session, start=seeded.start, end=seeded.end, settled_before=seeded.end
+        )
+    assert weighted.manifest.sample_weight == pytest.approx(4.0)
+    assert weighted.manifest.id != unweighted.manifest.id
+    weights = weighted.dataset.weights
+    assert weights is not None
+    assert sorted(set(weights.tolist())) == [1.0, 4.0]
+    assert int(np.sum(weights == 4.0)) == samples
