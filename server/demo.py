@@ -151,7 +151,6 @@ class Demo:
         from server.devices import service as devices_service
         from server.devices.schemas import EnrollmentTokenCreate
         from server.registry import service as registry_service
-        from server.training.dataset import TrafficConfig
 
         settings = get_settings()
         actor = Actor.system("demo")
@@ -182,9 +181,6 @@ class Demo:
             ]
             trusted = registry_service.trusted_public_keys(session)
         agents_dir = settings.data_dir / "agents"
-        # Cards and stores in proportion to the traffic, as in the first model's training
-        # data: the same density of payments per card, so the same feature distributions.
-        traffic = TrafficConfig(transactions_per_second=self.options.rate).simulator_config()
         for i, (cluster, token) in enumerate(tokens):
             name = f"pos-{cluster.removeprefix('store-')}-{i:02d}"
             state_dir = agents_dir / name
@@ -192,22 +188,11 @@ class Demo:
             credentials = enroll(settings.public_url, token, name=name)
             credentials.save(state_dir)
             simulator = Simulator(
-                traffic.model_copy(
-                    update={
-                        "seed": self.options.seed * 1000 + i + 1,
-                        "start": self.started - self.options.history,
-                        "drift_at": self.drift_at,
-                        "drift_rate": self.options.drift_rate,
-                        # The new pattern's cards are used within a minute, not
-                        # within the hour, so the story needs minutes, not hours.
-                        "drift_delay_min": timedelta(seconds=10),
-                        "drift_delay_max": timedelta(seconds=60),
-                        "chargeback_delay_min": timedelta(seconds=20),
-                        "chargeback_delay_max": CHARGEBACK_DELAY_MAX,
-                        "legit_label_delay": timedelta(seconds=20),
-                        "transaction_id_prefix": name,
-                    }
-                )
+                self.store_traffic(
+                    seed=self.options.seed * 1000 + i + 1,
+                    start=self.started - self.options.history,
+                    drift_at=self.drift_at,
+                ).model_copy(update={"transaction_id_prefix": name})
             )
             self.devices.append(
                 self._start_agent(
@@ -520,40 +505,73 @@ class Demo:
             if before_id is not None:
                 self.report_recovery(before_id, after_id)
 
+    def store_traffic(self, *, seed: int, start: datetime, drift_at: datetime) -> Any:
+        """One store's simulated payments, as the fleet's devices are fed."""
+        from server.training.dataset import TrafficConfig
+
+        # Cards and stores in proportion to the traffic, as in the first model's training
+        # data: the same density of payments per card, so the same feature distributions.
+        traffic = TrafficConfig(transactions_per_second=self.options.rate).simulator_config()
+        return traffic.model_copy(
+            update={
+                "seed": seed,
+                "start": start,
+                "drift_at": drift_at,
+                "drift_rate": self.options.drift_rate,
+                # The new pattern's cards are used within a minute, not within the hour,
+                # so the story needs minutes, not hours.
+                "drift_delay_min": timedelta(seconds=10),
+                "drift_delay_max": timedelta(seconds=60),
+                "chargeback_delay_min": timedelta(seconds=20),
+                "chargeback_delay_max": CHARGEBACK_DELAY_MAX,
+                "legit_label_delay": timedelta(seconds=20),
+            }
+        )
+
     def report_recovery(self, before_id: uuid.UUID, after_id: uuid.UUID) -> None:
-        """Both models on fresh simulated traffic a day into the new pattern: the recall
-        on it is what retraining was for."""
-        from edge_agent.simulator import FraudType
+        """Both models on a store's payments they have not seen, as the fleet is fed, an
+        hour into the new pattern: the recall on it is what retraining was for."""
+        import numpy as np
+
+        from edge_agent.features import FeatureExtractor
+        from edge_agent.simulator import FraudType, Simulator
         from server.core.db import session_scope
         from server.registry import service as registry_service
         from server.training import model as mlp
-        from server.training.dataset import TrafficConfig, simulate
         from server.training.evaluation import evaluate
 
-        traffic = TrafficConfig(
-            seed=self.options.seed + 7,
-            days=3,
-            drift_after_days=1.0,
-            drift_rate=self.options.drift_rate,
+        start = datetime.now(UTC)
+        simulator = Simulator(
+            self.store_traffic(
+                seed=self.options.seed * 1000 + 999,
+                start=start - self.options.history,
+                drift_at=start - timedelta(hours=1),
+            )
         )
-        data = simulate(traffic)
-        origin = traffic.simulator_config().start
-        held_out = data.between(origin + timedelta(days=2), origin + timedelta(days=3))
+        payments = list(simulator.stream(until=start))
+        truth = {label.transaction_id: label for label in simulator.labels.drain()}
+        features = FeatureExtractor().transform_many(payments)
+        recent = np.array([tx.timestamp >= start - timedelta(hours=1) for tx in payments])
+        kinds = np.array(
+            [
+                "" if (fraud := truth[tx.transaction_id].fraud_type) is None else fraud.value
+                for tx in payments
+            ]
+        )
+        labels = (kinds != "").astype(np.int8)
         kind = FraudType.MERCHANT_SHIFT.value
         with session_scope() as session:
             for model_id, role in ((before_id, "before"), (after_id, "after")):
                 model = registry_service.get_model(session, model_id)
                 scores = mlp.tflite_scores(
-                    registry_service.artifact_file(model, "model.tflite"), held_out.features
+                    registry_service.artifact_file(model, "model.tflite"), features[recent]
                 )
-                metrics = evaluate(
-                    held_out.labels, scores, held_out.fraud_types, threshold=model.threshold
-                )
+                metrics = evaluate(labels[recent], scores, kinds[recent], threshold=model.threshold)
                 self.console.print(
                     f"  {role} retraining, {model.label}: recall on {kind} "
                     f"[bold]{metrics.recall_by_type.get(kind, 0.0):.2f}[/bold], on all fraud "
                     f"{metrics.recall:.2f}, precision {metrics.precision:.2f} "
-                    f"({held_out.positives} frauds in {len(held_out):,} simulated payments)"
+                    f"({metrics.positives} frauds in {metrics.rows:,} simulated payments)"
                 )
 
     def shut_down(self) -> None:
