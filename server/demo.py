@@ -357,17 +357,7 @@ class Demo:
                 session,
                 actor=Actor.system("demo"),
                 model_bytes=result.model_bytes[manifest.quantization],
-                metadata=ModelMetadata(
-                    name=manifest.name,
-                    feature_spec_version=manifest.feature_spec_version,
-                    threshold=manifest.threshold,
-                    quantization=manifest.quantization,
-                    training_start=manifest.training_data.start,
-                    training_end=manifest.training_data.end,
-                    training_rows=manifest.training_data.rows,
-                    metrics=manifest.metrics,
-                    code_version="edgeplane demo",
-                ),
+                metadata=ModelMetadata.from_manifest(manifest, code_version="edgeplane demo"),
                 source="demo",
             )
             # What the drift check compares the fleet's samples with.
@@ -419,13 +409,10 @@ class Demo:
                 session,
                 actor=Actor.system("demo"),
                 model_bytes=registry_service.artifact_file(stable, "model.tflite"),
-                metadata=ModelMetadata(
-                    name=stable.name,
-                    feature_spec_version=stable.feature_spec_version,
+                metadata=ModelMetadata.from_manifest(
+                    parsed,
                     threshold=0.0,
-                    training_start=parsed.training_data.start,
-                    training_end=parsed.training_data.end,
-                    training_rows=parsed.training_data.rows,
+                    metrics={},
                     parent_version_id=stable.id,
                     code_version="edgeplane demo (bad on purpose)",
                 ),

@@ -57,12 +57,8 @@ def register_fixture_model(
         session,
         actor=TEST_ACTOR,
         model_bytes=(folder / "model.tflite").read_bytes(),
-        metadata=ModelMetadata(
-            feature_spec_version=manifest.feature_spec_version,
-            threshold=manifest.threshold if threshold is None else threshold,
-            training_start=manifest.training_data.start,
-            training_end=manifest.training_data.end,
-            training_rows=manifest.training_data.rows,
+        metadata=ModelMetadata.from_manifest(
+            manifest, name="fraud", **({} if threshold is None else {"threshold": threshold})
         ),
         source="test",
     )

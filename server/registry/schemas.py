@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, Field
 
+from edge_agent.protocol.artifact import ModelManifest
 from server.common.schemas import ReadModel, RequestModel
 from server.registry.orm import ModelStage
 
@@ -26,6 +27,23 @@ class ModelMetadata(RequestModel):
     parent_version_id: uuid.UUID | None = None
     dataset_snapshot: str | None = Field(default=None, max_length=256)
     code_version: str | None = Field(default=None, max_length=64)
+
+    @classmethod
+    def from_manifest(cls, manifest: ModelManifest, **fields: Any) -> ModelMetadata:
+        """What an artifact's own manifest says about it, ``fields`` taking precedence."""
+        return cls.model_validate(
+            {
+                "name": manifest.name,
+                "feature_spec_version": manifest.feature_spec_version,
+                "threshold": manifest.threshold,
+                "quantization": manifest.quantization,
+                "training_start": manifest.training_data.start,
+                "training_end": manifest.training_data.end,
+                "training_rows": manifest.training_data.rows,
+                "metrics": manifest.metrics,
+            }
+            | fields
+        )
 
 
 class ModelVersionRead(ReadModel):

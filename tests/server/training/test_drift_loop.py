@@ -182,16 +182,7 @@ def test_a_new_pattern_is_detected_retrained_on_and_promoted(
             session,
             actor=ACTOR,
             model_bytes=stable_bytes,
-            metadata=ModelMetadata(
-                name=manifest.name,
-                feature_spec_version=manifest.feature_spec_version,
-                threshold=manifest.threshold,
-                quantization=manifest.quantization,
-                training_start=manifest.training_data.start,
-                training_end=manifest.training_data.end,
-                training_rows=manifest.training_data.rows,
-                metrics=manifest.metrics,
-            ),
+            metadata=ModelMetadata.from_manifest(manifest),
             source="training",
         )
         stable.lineage = {
