@@ -336,6 +336,33 @@ class LabelResult:
     missing: list[int]
 
 
+def received_count(
+    session: Session,
+    *,
+    kind: EventKind,
+    since: datetime,
+    until: datetime,
+    model_version: str | None = None,
+    fraud: bool = False,
+) -> int:
+    """Events received in [since, until), of one model if given, only those labelled
+    fraud if asked.
+
+    By arrival, like telemetry windows, so that samples and the traffic they were drawn
+    from are counted over the same stretch of time (a device that scores a backlog
+    uploads old transactions now)."""
+    statement = select(func.count()).where(
+        ScoredEvent.kind == kind,
+        ScoredEvent.received_at >= since,
+        ScoredEvent.received_at < until,
+    )
+    if model_version is not None:
+        statement = statement.where(ScoredEvent.model_version == model_version)
+    if fraud:
+        statement = statement.where(ScoredEvent.label == Label.CONFIRMED_FRAUD)
+    return int(session.scalar(statement) or 0)
+
+
 def label_events(
     session: Session, *, actor: Actor, ids: Sequence[int], label: Label | None
 ) -> LabelResult:

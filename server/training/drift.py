@@ -1,6 +1,6 @@
 """Drift checks of the stable model: has the fleet moved away from what it was trained on?
 
-Three checks, each with a minimum amount of data below which it gives no verdict:
+Four checks, each with a minimum amount of data below which it gives no verdict:
 
 * feature shift: PSI per feature between the fleet's recent samples (random draws of
   the traffic devices scored) and the model's feature profile, kept in its lineage by
@@ -11,9 +11,11 @@ Three checks, each with a minimum amount of data below which it gives no verdict
 * flag rate: the share of transactions the stable model flagged in the recent window
   (device telemetry) against the hours before it, up or down by more than a factor;
 * precision: confirmed fraud among the stable model's labelled anomalies of the last
-  days, against the precision it had on its test slice. The newest anomalies are left
-  out until their labels have settled: false alarms are reviewed within minutes, fraud
-  is confirmed by chargebacks days later;
+  days, against the precision it had on its test slice. It fires when the 95% interval
+  of that share lies wholly below the limit, so a few dozen labels that happen to be
+  false alarms do not retrain the model. The newest anomalies are left out until their
+  labels have settled: false alarms are reviewed within minutes, fraud is confirmed by
+  chargebacks days later;
 * recall: fraud the model let through shows up as chargebacks on its samples. Samples
   are a random share of the unflagged traffic, so each charged-back sample stands for
   1/share missed frauds; flagged fraud against flagged plus missed estimates recall,
@@ -34,7 +36,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from edge_agent.features import FEATURE_SPEC_VERSION, N_FEATURES
+from server.anomalies import service as anomalies_service
 from server.anomalies.orm import EventKind, Label, ScoredEvent
+from server.common.stats import rate_interval
 from server.core.config import TrainingSettings, get_settings
 from server.core.db import utcnow
 from server.ingest import service as ingest_service
@@ -293,40 +297,31 @@ def precision(
             check=PRECISION, fired=False, evaluated=False, detail=detail, numbers=numbers
         )
     recent = confirmed / labelled
-    fired = recent < reference - settings.precision_max_drop
-    numbers["recent_precision"] = recent
+    low, high = rate_interval(confirmed, labelled)
+    limit = reference - settings.precision_max_drop
+    fired = high < limit
+    numbers |= {"recent_precision": recent, "interval": [low, high], "limit": limit}
     detail = (
-        f"precision {recent:.3f} on {labelled} labelled anomalies vs {reference:.3f} on the "
-        f"test slice ({'more' if fired else 'no more'} than {settings.precision_max_drop:g} below)"
+        f"precision {recent:.3f} (95% interval {low:.3f} to {high:.3f}) on {labelled} "
+        f"labelled anomalies vs {reference:.3f} on the test slice: "
+        f"{'wholly' if fired else 'not wholly'} below {limit:.3f}"
     )
     return CheckResult(check=PRECISION, fired=fired, evaluated=True, detail=detail, numbers=numbers)
-
-
-def _received(
-    session: Session, label: str, kind: EventKind, since: datetime, now: datetime, *, fraud: bool
-) -> int:
-    """Events of a model received in [since, now); only those labelled fraud if asked.
-
-    By arrival, like telemetry windows, so that samples and the traffic they were drawn
-    from are counted over the same stretch of time."""
-    statement = select(func.count()).where(
-        ScoredEvent.kind == kind,
-        ScoredEvent.model_version == label,
-        ScoredEvent.received_at >= since,
-        ScoredEvent.received_at < now,
-    )
-    if fraud:
-        statement = statement.where(ScoredEvent.label == Label.CONFIRMED_FRAUD)
-    return int(session.scalar(statement) or 0)
 
 
 def recall(
     session: Session, model: ModelVersion, *, now: datetime, settings: TrainingSettings
 ) -> CheckResult:
     since = now - timedelta(hours=settings.precision_window_hours)
-    caught = _received(session, model.label, EventKind.ANOMALY, since, now, fraud=True)
-    missed_sampled = _received(session, model.label, EventKind.SAMPLE, since, now, fraud=True)
-    samples = _received(session, model.label, EventKind.SAMPLE, since, now, fraud=False)
+
+    def received(kind: EventKind, *, fraud: bool) -> int:
+        return anomalies_service.received_count(
+            session, kind=kind, since=since, until=now, model_version=model.label, fraud=fraud
+        )
+
+    caught = received(EventKind.ANOMALY, fraud=True)
+    missed_sampled = received(EventKind.SAMPLE, fraud=True)
+    samples = received(EventKind.SAMPLE, fraud=False)
     scored, flagged = _totals(session, model.label, since=since, until=now)
     reference = model.metrics.get("recall")
     numbers: dict[str, Any] = {

@@ -21,8 +21,8 @@ too, and counted.
 
 Devices upload every anomaly but only a random share of the rest, so each sample row
 stands for 1/share transactions: its weight, for thresholds and metrics (see
-``evaluation``). The share is the fleet's over the range: samples against the
-unflagged transactions the devices' telemetry counted. Without telemetry for the range
+``evaluation``). The share is the fleet's over the range: samples received against the
+unflagged transactions the telemetry sent in it counted. Without telemetry for the range
 every row weighs one, and the manifest says so.
 
 A snapshot is ``datasets/<id>.npz`` (``features`` float32 rows x features, ``labels``
@@ -49,6 +49,7 @@ from sqlalchemy.orm import Session
 
 from edge_agent.features import FEATURE_SPEC_VERSION, N_FEATURES
 from server.anomalies import service as anomalies_service
+from server.anomalies.orm import EventKind
 from server.core.db import utcnow
 from server.ingest import service as ingest_service
 from server.storage.service import get_object_store
@@ -130,7 +131,6 @@ def build_snapshot(
     sources: list[str] = []
     timestamps: list[float] = []
     is_sample: list[bool] = []
-    samples_seen = 0
     unlabelled_anomalies = 0
     unsettled_samples = 0
     other_spec = 0
@@ -138,7 +138,6 @@ def build_snapshot(
         if row.feature_spec_version != FEATURE_SPEC_VERSION or len(row.features) != _ROW_BYTES:
             other_spec += 1
             continue
-        samples_seen += not row.anomaly
         if row.fraud is None and row.anomaly:
             unlabelled_anomalies += 1
             continue
@@ -153,7 +152,7 @@ def build_snapshot(
         is_sample.append(not row.anomaly)
     if not labels:
         raise DatasetError(f"no usable scored events between {start} and {end}")
-    sample_weight, basis = _sample_weight(session, start=start, end=end, samples=samples_seen)
+    sample_weight, basis = _sample_weight(session, start=start, end=end)
     dataset = Dataset(
         features=np.frombuffer(b"".join(blobs), dtype="<f4")
         .astype(np.float32)
@@ -187,12 +186,14 @@ def build_snapshot(
     return Snapshot(manifest=manifest, dataset=dataset)
 
 
-def _sample_weight(
-    session: Session, *, start: datetime, end: datetime, samples: int
-) -> tuple[float, str]:
-    """Unflagged transactions per uploaded sample over the range, and how it was found."""
+def _sample_weight(session: Session, *, start: datetime, end: datetime) -> tuple[float, str]:
+    """Unflagged transactions per uploaded sample over the range, and how it was found:
+    both by arrival (telemetry windows sent, samples received)."""
     totals = ingest_service.model_totals(session, since=start, until=end)
     unflagged = sum(t.scored - t.flagged for t in totals)
+    samples = anomalies_service.received_count(
+        session, kind=EventKind.SAMPLE, since=start, until=end
+    )
     if not samples or unflagged <= 0:
         return 1.0, "none: no telemetry for the range"
     weight = max(1.0, unflagged / samples)

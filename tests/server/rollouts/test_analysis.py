@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import pytest
-
-from server.rollouts.analysis import CohortNumbers, analyse, rate_interval
+from server.rollouts.analysis import CohortNumbers, analyse
 from server.rollouts.schemas import AnalysisRead, AnalysisThresholds, MetricCheck
 
 LIMITS = AnalysisThresholds(min_scored=60, min_labelled=20)
@@ -50,19 +48,6 @@ def judge(
 
 def flag_check(analysis: AnalysisRead) -> MetricCheck:
     return next(check for check in analysis.checks if check.metric == "flag_rate")
-
-
-def test_rate_interval_is_the_wilson_interval() -> None:
-    assert rate_interval(0, 0) == (0.0, 1.0)
-    low, high = rate_interval(0, 114)
-    assert low == 0.0
-    assert high == pytest.approx(0.0326, abs=5e-4)
-    low, high = rate_interval(50, 100)
-    assert (low, high) == (pytest.approx(0.4038, abs=5e-4), pytest.approx(0.5962, abs=5e-4))
-    # More trials, a narrower interval around the same rate.
-    wide, narrow = rate_interval(5, 100), rate_interval(500, 10_000)
-    assert narrow[0] > wide[0]
-    assert narrow[1] < wide[1]
 
 
 def test_a_few_flags_on_small_cohorts_are_chance_not_a_failure() -> None:

@@ -122,12 +122,11 @@ def test_unlabelled_samples_wait_for_their_chargebacks(committed_db: Engine) -> 
 
 def test_a_sample_weighs_what_it_stands_for(committed_db: Engine) -> None:
     """Devices uploaded every anomaly but a share of the rest: with telemetry counting
-    four unflagged transactions per sample, each sample row weighs four."""
-    seeded = seed_fleet(transactions=TRANSACTIONS)
+    four unflagged transactions per sample received, each sample row weighs four."""
+    seeded = seed_fleet(transactions=TRANSACTIONS, start=utcnow() - timedelta(hours=2))
+    end = utcnow() + timedelta(minutes=1)
     with session_scope() as session:
-        unweighted = build_snapshot(
-            session, start=seeded.start, end=seeded.end, settled_before=seeded.end
-        )
+        unweighted = build_snapshot(session, start=seeded.start, end=end, settled_before=end)
         assert unweighted.manifest.sample_weight == 1.0
         assert unweighted.manifest.sample_weight_basis.startswith("none")
         samples = (
@@ -136,12 +135,10 @@ def test_a_sample_weighs_what_it_stands_for(committed_db: Engine) -> None:
         device = enroll_device(session, name="pos-telemetry").device.id
         session.add(
             telemetry_window(
-                device, "fraud-1", scored=4 * samples + 500, flagged=500, sent_at=seeded.start
+                device, "fraud-1", scored=4 * samples + 500, flagged=500, sent_at=utcnow()
             )
         )
-        weighted = build_snapshot(
-            session, start=seeded.start, end=seeded.end, settled_before=seeded.end
-        )
+        weighted = build_snapshot(session, start=seeded.start, end=end, settled_before=end)
     assert weighted.manifest.sample_weight == pytest.approx(4.0)
     assert weighted.manifest.id != unweighted.manifest.id
     weights = weighted.dataset.weights
