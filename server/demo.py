@@ -91,8 +91,11 @@ def demo_environment(options: DemoOptions) -> dict[str, str]:
         "EDGEPLANE_TRAINING__DRIFT_PSI_THRESHOLD": "5",
         "EDGEPLANE_TRAINING__DRIFT_COOLDOWN_HOURS": "0.1",
         "EDGEPLANE_TRAINING__FLAG_RATE_REFERENCE_HOURS": "0.05",
-        # Retrain on the last quarter of an hour: the story's data, the new pattern in it.
-        "EDGEPLANE_TRAINING__WINDOW_DAYS": str(15 / (24 * 60)),
+        # Retrain on all the fleet scored: the history each device scored at once, and
+        # the story since, the new pattern in its last minutes.
+        "EDGEPLANE_TRAINING__WINDOW_DAYS": str(
+            (options.history + timedelta(minutes=15)) / timedelta(days=1)
+        ),
         # Labels of the last minutes: the story is minutes long, not days.
         "EDGEPLANE_TRAINING__PRECISION_WINDOW_HOURS": "0.1",
         # Labels count once the chargebacks have had time to come.
