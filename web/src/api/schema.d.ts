@@ -1113,7 +1113,7 @@ export interface components {
             latency_slack_ms?: number;
             /**
              * Max Flag Rate Ratio
-             * @description How many times higher (or lower) the canary flag rate may be.
+             * @description How many times higher (or lower) the canary flag rate may be than stable's, beyond chance (95% intervals of both). Higher is accepted while canary precision on labelled anomalies holds.
              * @default 3
              */
             max_flag_rate_ratio?: number;
@@ -1125,7 +1125,7 @@ export interface components {
             flag_rate_slack?: number;
             /**
              * Max Flag Rate
-             * @description Flag rate that fails a canary when there is no stable model to compare.
+             * @description Flag rate that fails a canary at once; the only flag-rate limit when there is no stable model to compare.
              * @default 0.2
              */
             max_flag_rate?: number;
