@@ -27,9 +27,10 @@ every row weighs one, and the manifest says so.
 
 A snapshot is ``datasets/<id>.npz`` (``features`` float32 rows x features, ``labels``
 int8, ``timestamps`` float64 epoch seconds of the transaction, ``sources`` the label
-source of each positive, "" for a negative, ``weights`` float64) beside ``datasets/<id>.json``, its
-manifest. The id is the requested range plus a hash of the content, so the same range
-with the same labels always names the same snapshot, and a relabelled range a new one.
+source of each positive, "" for a negative, ``weights`` float64) beside
+``datasets/<id>.json``, its manifest. The id is the requested range plus a hash of the
+content, so the same range with the same labels always names the same snapshot, and a
+relabelled range a new one.
 """
 
 from __future__ import annotations
