@@ -363,6 +363,11 @@ def received_count(
     return int(session.scalar(statement) or 0)
 
 
+def samples_received(session: Session, *, since: datetime, until: datetime) -> int:
+    """Samples of every model received in [since, until), for other domains' estimates."""
+    return received_count(session, kind=EventKind.SAMPLE, since=since, until=until)
+
+
 def label_events(
     session: Session, *, actor: Actor, ids: Sequence[int], label: Label | None
 ) -> LabelResult:

@@ -50,7 +50,6 @@ from sqlalchemy.orm import Session
 
 from edge_agent.features import FEATURE_SPEC_VERSION, N_FEATURES
 from server.anomalies import service as anomalies_service
-from server.anomalies.orm import EventKind
 from server.core.db import utcnow
 from server.ingest import service as ingest_service
 from server.storage.service import get_object_store
@@ -192,9 +191,7 @@ def _sample_weight(session: Session, *, start: datetime, end: datetime) -> tuple
     both by arrival (telemetry windows sent, samples received)."""
     totals = ingest_service.model_totals(session, since=start, until=end)
     unflagged = sum(t.scored - t.flagged for t in totals)
-    samples = anomalies_service.received_count(
-        session, kind=EventKind.SAMPLE, since=start, until=end
-    )
+    samples = anomalies_service.samples_received(session, since=start, until=end)
     if not samples or unflagged <= 0:
         return 1.0, "none: no telemetry for the range"
     weight = max(1.0, unflagged / samples)
